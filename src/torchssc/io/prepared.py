@@ -1,0 +1,234 @@
+"""The prepared "TorchSSC" layout (SPEC §3), read and written.
+
+::
+
+    <root>/train.txt, test.txt      one 4-digit id per line ("0003")
+    <root>/RGB/NYU<id>_colors.png   8-bit RGB, 640x480 (optional)
+    <root>/TSDF/<id>.npz            arr_0: TSDF 60x36x60; arr_1: label_weight (129,600)
+    <root>/Mapping/<id>.npz         arr_0: 129,600 pixel indices (v*640+u), 307200 = no pixel
+    <root>/Label/<id>.npz           arr_0: 129,600 labels 0..11 or 255
+    <root>/sketch3D/<id>.npy        60x36x60 binary sketch
+
+torchssc's own extras, which do not disturb the layout:
+
+    <root>/Meta/<id>.npz            pose (4x4 camera-to-world), origin (3,), intrinsics (6,)
+    <root>/Depth/<id>.png           the frame's depth, same rotated-millimetre codec as depthbin
+    <root>/Visibility/<id>.npz      arr_0: 60x36x60 uint8 visibility codes (prepare.visibility)
+    <root>/TSDFFine/<id>.npz        arr_0: 240x144x240 float16 flipped TSDF (SSCNet input)
+
+Readers accept any dtype and flat or 3-D shapes; writers use compact dtypes and write every
+file atomically, so a frame whose files all exist is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, LABEL_NUMEL
+from torchssc.io.atomic import atomic_path, write_bytes_atomic
+from torchssc.io.depthbin import read_depth_png, write_depth_png
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class PreparedFrame:
+    """One prepared frame. Shapes use the label grid ``(60, 36, 60)`` (axes per geometry).
+
+    Attributes:
+        tsdf: ``(60, 36, 60) float32`` TorchSSC TSDF (mean of fine values, unobserved = 0).
+        label_weight: ``(60, 36, 60) uint8`` 0/1.
+        mapping: ``(129600,) int64`` pixel index per voxel; ``H*W`` = no pixel.
+        label: ``(60, 36, 60) uint8`` 0..11 or 255.
+        sketch: ``(60, 36, 60) uint8`` 0/1.
+        rgb: ``(H, W, 3) uint8`` or None.
+        pose: ``(4, 4) float64`` camera-to-world, or None.
+        origin: ``(3,) float64`` world corner of the grid, or None.
+        intrinsics: ``(6,) float64`` fx, fy, cx, cy, W, H, or None.
+        visibility: ``(60, 36, 60) uint8`` codes, or None.
+        tsdf_fine: ``(240, 144, 240)`` flipped fine TSDF (float16 on disk), or None.
+        depth: ``(H, W) float32`` metres (0 = missing), or None.
+    """
+
+    tsdf: np.ndarray
+    label_weight: np.ndarray
+    mapping: np.ndarray
+    label: np.ndarray
+    sketch: np.ndarray
+    rgb: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    origin: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    visibility: np.ndarray | None = None
+    tsdf_fine: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# Paths
+def frame_paths(root: str | os.PathLike, frame_id: str) -> dict[str, Path]:
+    """Every file a frame may have, by field name."""
+    root = Path(root)
+    return {
+        "rgb": root / "RGB" / f"NYU{frame_id}_colors.png",
+        "tsdf": root / "TSDF" / f"{frame_id}.npz",
+        "mapping": root / "Mapping" / f"{frame_id}.npz",
+        "label": root / "Label" / f"{frame_id}.npz",
+        "sketch": root / "sketch3D" / f"{frame_id}.npy",
+        "meta": root / "Meta" / f"{frame_id}.npz",
+        "depth": root / "Depth" / f"{frame_id}.png",
+        "visibility": root / "Visibility" / f"{frame_id}.npz",
+        "tsdf_fine": root / "TSDFFine" / f"{frame_id}.npz",
+    }
+
+
+REQUIRED = ("tsdf", "mapping", "label", "sketch")
+
+
+def missing_files(root: str | os.PathLike, frame_id: str, need: tuple[str, ...] = REQUIRED) -> list[Path]:
+    """Files among ``need`` (field names of :func:`frame_paths`) that do not exist."""
+    paths = frame_paths(root, frame_id)
+    return [paths[k] for k in need if not paths[k].is_file()]
+
+
+# ------------------------------------------------------------------------------------------
+# Split lists
+def read_split(root: str | os.PathLike, split: str) -> list[str]:
+    """Frame ids listed in ``<root>/<split>.txt`` (blank lines ignored)."""
+    path = Path(root) / f"{split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no split list '{split}.txt' in {root}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_split(root: str | os.PathLike, split: str, ids: list[str]) -> None:
+    """Write ``<root>/<split>.txt`` atomically, one id per line."""
+    write_bytes_atomic(Path(root) / f"{split}.txt", "".join(f"{i}\n" for i in ids).encode())
+
+
+# ------------------------------------------------------------------------------------------
+# Tolerant array readers
+def _load_npz(path: Path, key: str = "arr_0") -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.keys() if k == key}
+            keys = list(data.keys())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable npz ({exc})") from None
+    if key not in arrays:
+        raise ValueError(f"{path}: has no array '{key}' (found {keys})")
+    return arrays[key]
+
+
+def _as_grid(arr: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: {arr.size} values, expected {int(np.prod(shape))} for shape {shape}")
+    return arr.reshape(shape)
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An 8-bit RGB image as ``(H, W, 3) uint8`` (grey or RGBA are converted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such RGB image")
+    with Image.open(path) as img:
+        return np.array(img.convert("RGB"))
+
+
+def write_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write ``(H, W, 3) uint8`` as PNG atomically."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"{path}: RGB must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+def read_frame(
+    root: str | os.PathLike,
+    frame_id: str,
+    rgb: bool = True,
+    fine: bool = False,
+    visibility: bool = False,
+    depth: bool = False,
+) -> PreparedFrame:
+    """Read a prepared frame.
+
+    Args:
+        rgb: read the RGB image when it exists (a missing one gives ``rgb=None``).
+        fine: also read the fine flipped TSDF (must exist).
+        visibility: also read the visibility volume (must exist).
+        depth: also read the depth image (must exist).
+    """
+    p = frame_paths(root, frame_id)
+    tsdf = _as_grid(_load_npz(p["tsdf"], "arr_0"), LABEL_SHAPE, p["tsdf"]).astype(np.float32)
+    weight = _as_grid(_load_npz(p["tsdf"], "arr_1"), LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
+    mapping = _as_grid(_load_npz(p["mapping"]), (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
+    label = _as_grid(_load_npz(p["label"]), LABEL_SHAPE, p["label"])
+    if label.size and (label.min() < 0 or (label.max() > 11 and not np.all((label <= 11) | (label == 255)))):
+        raise ValueError(f"{p['label']}: labels must be 0..11 or 255")
+    label = label.astype(np.uint8)
+    if not p["sketch"].is_file():
+        raise FileNotFoundError(f"{p['sketch']}: missing")
+    sketch = _as_grid(np.load(p["sketch"], allow_pickle=False), LABEL_SHAPE, p["sketch"]).astype(np.uint8)
+    frame = PreparedFrame(tsdf=tsdf, label_weight=weight, mapping=mapping, label=label, sketch=sketch)
+    if rgb and p["rgb"].is_file():
+        frame.rgb = read_rgb(p["rgb"])
+    if p["meta"].is_file():
+        with np.load(p["meta"], allow_pickle=False) as meta:
+            frame.pose = meta["pose"].astype(np.float64).reshape(4, 4)
+            frame.origin = meta["origin"].astype(np.float64).reshape(3)
+            frame.intrinsics = meta["intrinsics"].astype(np.float64).ravel()
+    if visibility:
+        frame.visibility = _as_grid(_load_npz(p["visibility"]), LABEL_SHAPE, p["visibility"]).astype(np.uint8)
+    if depth:
+        frame.depth = read_depth_png(p["depth"])
+    if fine:
+        frame.tsdf_fine = _as_grid(_load_npz(p["tsdf_fine"]), FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
+    return frame
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) -> None:
+    """Write every field of ``frame`` that is set, each file atomically, compact dtypes."""
+    p = frame_paths(root, frame_id)
+    if frame.rgb is not None:
+        write_rgb(p["rgb"], frame.rgb)
+    if frame.pose is not None:
+        _save_npz(
+            p["meta"],
+            pose=np.asarray(frame.pose, np.float64).reshape(4, 4),
+            origin=np.asarray(frame.origin, np.float64).reshape(3),
+            intrinsics=np.asarray(frame.intrinsics, np.float64).ravel(),
+        )
+    if frame.depth is not None:
+        write_depth_png(p["depth"], frame.depth)
+    if frame.visibility is not None:
+        _save_npz(p["visibility"], arr_0=np.asarray(frame.visibility, np.uint8).reshape(LABEL_SHAPE))
+    if frame.tsdf_fine is not None:
+        _save_npz(p["tsdf_fine"], arr_0=np.asarray(frame.tsdf_fine, np.float16).reshape(FINE_SHAPE))
+    _save_npz(p["label"], arr_0=np.asarray(frame.label, np.uint8).ravel())
+    _save_npz(p["mapping"], arr_0=np.asarray(frame.mapping).astype(np.int32).ravel())
+    _save_npz(
+        p["tsdf"],
+        arr_0=np.asarray(frame.tsdf, np.float32).ravel(),
+        arr_1=np.asarray(frame.label_weight, np.uint8).ravel(),
+    )
+    # The sketch is written last: with it present the frame is complete.
+    with atomic_path(p["sketch"]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(frame.sketch, np.uint8).reshape(LABEL_SHAPE))

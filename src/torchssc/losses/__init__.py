@@ -1,0 +1,8 @@
+"""Training losses. A loss is built by name, ``get_loss(name, **kwargs)``, and called as
+``loss(outputs: dict, batch: dict) -> dict[str, Tensor]`` with the key ``"total"`` plus one key
+per term. Importing this package registers every built-in loss.
+"""
+
+from torchssc.losses.registry import get_loss, list_losses, register_loss
+
+__all__ = ["get_loss", "list_losses", "register_loss"]

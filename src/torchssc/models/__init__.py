@@ -1,0 +1,5 @@
+"""SSC models. Importing this package registers every built-in model (see ``registry``)."""
+
+from torchssc.models.registry import get_model, list_models, register_model
+
+__all__ = ["get_model", "list_models", "register_model"]
