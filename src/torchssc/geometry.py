@@ -111,6 +111,23 @@ def palette_with_ignore() -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Visibility codes of label-grid voxels (SPEC §4.6), stored in the prepared layout's
+# Visibility/ volume and used by the ``sscnet`` evaluation protocol.
+VIS_OUTSIDE_VIEW = 0
+"""Projects outside the image or lies behind the camera."""
+VIS_FREE = 1
+"""Observed free space in front of the measured surface."""
+VIS_SURFACE = 2
+"""Contains an observed surface voxel."""
+VIS_OCCLUDED = 3
+"""In the view, behind the measured surface."""
+VIS_MISSING_DEPTH = 4
+"""Projects onto a pixel with no (or out-of-range) depth."""
+VIS_OUTSIDE_ROOM = 5
+"""Labelled 255 (outside the room)."""
+
+
+# --------------------------------------------------------------------------------------------
 # Intrinsics
 @dataclass(frozen=True)
 class Intrinsics:
