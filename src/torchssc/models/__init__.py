@@ -1,5 +1,6 @@
 """SSC models. Importing this package registers every built-in model (see ``registry``)."""
 
 from torchssc.models.registry import get_model, list_models, register_model
+from torchssc.models import aicnet, ddrnet, sscnet, vvnet  # noqa: F401  (baselines register themselves)
 
 __all__ = ["get_model", "list_models", "register_model"]
