@@ -1,0 +1,126 @@
+"""2D -> 3D feature lifting of SketchAwareSSC stage 2 (SPEC §5.1).
+
+The original upsamples the reduced feature map ``(B, C, h, w)`` (h = H/16) to the full image
+``(B, C, H, W)`` with bilinear interpolation (``align_corners=True``), then gives every label-grid
+voxel the feature of its mapped pixel (``mapping``, flat ``v * W + u``; ``H * W`` = no pixel ->
+zero feature). Only the few thousand mapped pixels are ever read, so :func:`lift_features`
+evaluates the same bilinear interpolation at exactly those pixels and never materialises the
+``C x H x W`` tensor (128 x 480 x 640 floats = 157 MB per sample, plus its gradient).
+:func:`lift_features_naive` is the original's path, kept as the reference for tests and the
+benchmark.
+
+align_corners=True bilinear, for output row ``v`` of ``H`` from an input of ``h`` rows:
+``y = v * (h - 1) / (H - 1)``, ``y0 = floor(y)``, ``y1 = min(y0 + 1, h - 1)``, weights
+``1 - (y - y0)`` and ``y - y0``; likewise for columns. Any ``h, w`` works (not only H/16).
+
+:func:`fill_unmapped` is the original's "3D init": where a voxel's feature is exactly 0 (per
+channel element), add the 3x3x3 average of its neighbours (zero padding counted, divisor 27).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check(features: torch.Tensor, mapping: torch.Tensor, grid_shape: tuple[int, int, int],
+           image_size: tuple[int, int]) -> None:
+    if features.dim() != 4:
+        raise ValueError(f"features must be (B, C, h, w), got {tuple(features.shape)}")
+    n = grid_shape[0] * grid_shape[1] * grid_shape[2]
+    if mapping.dim() != 2 or mapping.shape != (features.shape[0], n):
+        raise ValueError(f"mapping must be (B, {n}) = (B, prod(grid_shape)) with "
+                         f"B = {features.shape[0]}, got {tuple(mapping.shape)}")
+    if mapping.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"mapping must be an integer tensor, got {mapping.dtype}")
+    if image_size[0] < 1 or image_size[1] < 1:
+        raise ValueError(f"image_size must be positive (H, W), got {image_size}")
+
+
+def _axis_weights(pos: torch.Tensor, n_out: int, n_in: int):
+    """Source indices and weights along one axis for output positions ``pos`` (int64)."""
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    src = pos.to(torch.float32) * scale
+    i0 = src.floor().to(torch.int64).clamp_(max=n_in - 1)
+    frac = src - i0.to(torch.float32)
+    i1 = (i0 + 1).clamp_(max=n_in - 1)
+    return i0, i1, frac
+
+
+def lift_features(
+    features: torch.Tensor,
+    mapping: torch.Tensor,
+    grid_shape: tuple[int, int, int],
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """Voxel features from a reduced 2D feature map, sampled only at the mapped pixels.
+
+    Args:
+        features: ``(B, C, h, w)`` float feature map (any h, w).
+        mapping: ``(B, D*Hg*Wg)`` int64 flat pixel index ``v * W + u`` per voxel (C-order over
+            ``grid_shape``); ``H * W`` (or anything outside ``[0, H*W)``) = no pixel.
+        grid_shape: ``(D, Hg, Wg)`` voxel grid, e.g. ``(60, 36, 60)``.
+        image_size: ``(H, W)`` of the image the mapping refers to, e.g. ``(480, 640)``.
+    Returns:
+        ``(B, C, D, Hg, Wg)`` with ``features.dtype``: the align_corners=True bilinear upsample of
+        ``features`` to ``(H, W)`` read at each voxel's pixel, 0 where there is none. Equal to
+        :func:`lift_features_naive` (to float rounding); differentiable w.r.t. ``features``.
+        The result is contiguous in ``torch.channels_last_3d`` memory format.
+    """
+    _check(features, mapping, grid_shape, image_size)
+    b, c, h, w = features.shape
+    big_h, big_w = image_size
+    n = mapping.shape[1]
+    flat = mapping.reshape(-1).to(torch.int64)                      # (B*N,)
+    valid = (flat >= 0) & (flat < big_h * big_w)
+    rows = valid.nonzero().squeeze(1)                              # (M,) positions in B*N
+    pix = flat[rows]
+    batch = torch.div(rows, n, rounding_mode="floor")
+    y0, y1, fy = _axis_weights(torch.div(pix, big_w, rounding_mode="floor"), big_h, h)
+    x0, x1, fx = _axis_weights(pix % big_w, big_w, w)
+    table = features.permute(0, 2, 3, 1).reshape(b * h * w, c)     # (B*h*w, C) one row per pixel
+    base = batch * (h * w)
+    fy, fx = fy.to(features.dtype).unsqueeze(1), fx.to(features.dtype).unsqueeze(1)
+    top = table[base + y0 * w + x0] * (1 - fx) + table[base + y0 * w + x1] * fx
+    bottom = table[base + y1 * w + x0] * (1 - fx) + table[base + y1 * w + x1] * fx
+    values = top * (1 - fy) + bottom * fy                           # (M, C)
+    out = features.new_zeros(b * n, c).index_copy(0, rows, values)  # (B*N, C)
+    return out.view(b, *grid_shape, c).permute(0, 4, 1, 2, 3)       # (B, C, D, Hg, Wg)
+
+
+def lift_features_naive(
+    features: torch.Tensor,
+    mapping: torch.Tensor,
+    grid_shape: tuple[int, int, int],
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """The original's lifting: full-resolution upsample, then a per-sample gather.
+
+    Same arguments and result as :func:`lift_features` (output contiguous, NCDHW); materialises
+    ``(B, C, H, W)``. Reference for tests and the benchmark only.
+    """
+    _check(features, mapping, grid_shape, image_size)
+    b, c = features.shape[:2]
+    big_h, big_w = image_size
+    up = F.interpolate(features, size=(big_h, big_w), mode="bilinear", align_corners=True)
+    table = torch.cat([up.reshape(b, c, big_h * big_w), up.new_zeros(b, c, 1)], dim=2)
+    index = mapping.to(torch.int64).clone()
+    index[(index < 0) | (index > big_h * big_w)] = big_h * big_w
+    out = [table[i].index_select(1, index[i]) for i in range(b)]    # B x (C, N)
+    return torch.stack(out).view(b, c, *grid_shape)
+
+
+def fill_unmapped(volume: torch.Tensor) -> torch.Tensor:
+    """Where an element of ``volume`` is exactly 0, add the 3x3x3 mean of its neighbourhood.
+
+    Args:
+        volume: ``(B, C, D, H, W)`` float.
+    Returns:
+        ``volume + avg_pool3d(volume, 3, stride 1, padding 1, zero padding counted) * (volume == 0)``
+        (same shape; the mean divides by 27 everywhere, borders included). Elementwise per
+        channel, as the original (a mapped voxel's post-ReLU zeros are filled too).
+    """
+    if volume.dim() != 5:
+        raise ValueError(f"volume must be (B, C, D, H, W), got {tuple(volume.shape)}")
+    pooled = F.avg_pool3d(volume, 3, stride=1, padding=1, count_include_pad=True)
+    return volume + pooled * (volume == 0).to(volume.dtype)
