@@ -1,0 +1,144 @@
+"""Raw depthbin frame -> prepared TorchSSC frame (SPEC §4), all stages in one call.
+
+Stages: fine TSDF (:mod:`.tsdf`), 36->11 label downsampling and TSDF mean (:mod:`.downsample`),
+label_weight (:mod:`.label_weight`), voxel->pixel mapping (:mod:`.mapping`), sketch
+(:mod:`.sketch`) and visibility (:mod:`.visibility`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics
+from torchssc.io.depthbin import read_bin, read_depth_png
+from torchssc.io.prepared import PreparedFrame
+from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample_mean
+from torchssc.prepare.label_weight import label_weight as compute_label_weight
+from torchssc.prepare.mapping import voxel_pixel_mapping
+from torchssc.prepare.sketch import sketch_from_labels
+from torchssc.prepare.tsdf import compute_tsdf
+from torchssc.prepare.visibility import visibility_volume
+
+STAGES = ("tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine")
+"""Keys of the ``timings`` dict filled by :func:`prepare_frame`."""
+
+
+@contextmanager
+def _timed(timings: dict | None, name: str):
+    start = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def prepare_frame(
+    depth: np.ndarray,
+    pose: np.ndarray,
+    origin: np.ndarray,
+    raw_labels: np.ndarray,
+    *,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    rgb: np.ndarray | None = None,
+    fine: bool = False,
+    tie_rule: str = "default",
+    voxel: float = FINE_VOXEL,
+    timings: dict | None = None,
+) -> PreparedFrame:
+    """Prepare one frame.
+
+    Args:
+        depth: ``(H, W)`` metres, 0 = missing (``H, W`` from ``intrinsics``).
+        pose: ``(4, 4)`` camera-to-world. origin: ``(3,)`` world (x, y, z) of the grid corner.
+        raw_labels: ``(D, H, W)`` fine labels, raw NYU36 ids 0..36 or 255 (normally
+            ``(240, 144, 240)``; any shape divisible by 4 works).
+        intrinsics: camera intrinsics and image size.
+        rgb: optional ``(H, W, 3) uint8`` image, passed through.
+        fine: also return SSCNet's flipped fine TSDF (``tsdf_fine``).
+        tie_rule: label downsampling rule, ``"default"`` or ``"sscnet"``.
+        voxel: fine voxel edge (m).
+        timings: if a dict, seconds per stage (:data:`STAGES`) are added to it.
+    Returns:
+        :class:`~torchssc.io.prepared.PreparedFrame` with label-grid fields ``(D/4, H/4, W/4)``:
+        ``tsdf`` float32, ``label_weight`` uint8, ``mapping`` ``(D*H*W/64,)`` int64 (``W*H`` = no
+        pixel), ``label`` uint8, ``sketch`` uint8, ``visibility`` uint8; ``depth`` float32,
+        ``pose`` float64, ``origin`` float64, ``intrinsics`` ``(6,)`` float64, ``rgb``, and
+        ``tsdf_fine`` float32 when ``fine``.
+    """
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
+    raw_labels = np.asarray(raw_labels)
+    shape = raw_labels.shape
+    if raw_labels.ndim != 3 or any(s % DOWNSAMPLE or s == 0 for s in shape):
+        raise ValueError(f"raw_labels must be a 3-D grid with sizes divisible by {DOWNSAMPLE}, got {shape}")
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != (intrinsics.height, intrinsics.width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(
+                f"rgb must be ({intrinsics.height}, {intrinsics.width}, 3) uint8, got {rgb.shape} {rgb.dtype}"
+            )
+    depth = np.asarray(depth, dtype=np.float32)
+    pose = np.asarray(pose, dtype=np.float64)
+    origin = np.asarray(origin, dtype=np.float64).reshape(-1)
+
+    with _timed(timings, "tsdf"):
+        fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
+    with _timed(timings, "labels"):
+        label = downsample_labels(raw_labels, tie_rule=tie_rule)
+    with _timed(timings, "tsdf_mean"):
+        tsdf = downsample_mean(fine_tsdf.distance)
+    with _timed(timings, "label_weight"):
+        weight = compute_label_weight(label, tsdf)
+    with _timed(timings, "mapping"):
+        mapping = voxel_pixel_mapping(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, fine_shape=shape)
+    with _timed(timings, "sketch"):
+        sketch = sketch_from_labels(label)
+    with _timed(timings, "visibility"):
+        visibility = visibility_volume(fine_tsdf, label)
+    tsdf_fine = None
+    if fine:
+        with _timed(timings, "fine"):
+            tsdf_fine = fine_tsdf.sscnet_input()
+    return PreparedFrame(
+        tsdf=tsdf,
+        label_weight=weight,
+        mapping=mapping,
+        label=label,
+        sketch=sketch,
+        rgb=rgb,
+        pose=pose.copy(),
+        origin=origin.copy(),
+        intrinsics=intrinsics.as_array(),
+        visibility=visibility,
+        tsdf_fine=tsdf_fine,
+        depth=depth,
+    )
+
+
+def prepare_depthbin(
+    bin_path: str | os.PathLike,
+    *,
+    rgb: np.ndarray | None = None,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    **kwargs,
+) -> PreparedFrame:
+    """Prepare ``NYUxxxx_0000.bin`` and the depth ``.png`` beside it.
+
+    Args:
+        bin_path: the ``.bin`` file; its depth image is the same path with suffix ``.png``.
+        rgb: optional ``(H, W, 3) uint8`` image for the frame.
+        intrinsics, **kwargs: passed to :func:`prepare_frame` (``fine``, ``tie_rule``, ``timings``).
+    Raises:
+        FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
+        ValueError: either file is malformed (the message names it).
+    """
+    bin_path = Path(bin_path)
+    timings = kwargs.get("timings")
+    with _timed(timings, "read"):
+        raw = read_bin(bin_path)
+        depth = read_depth_png(bin_path.with_suffix(".png"), size=(intrinsics.height, intrinsics.width))
+    return prepare_frame(depth, raw.pose, raw.origin, raw.labels, rgb=rgb, intrinsics=intrinsics, **kwargs)

@@ -1,0 +1,297 @@
+"""Batch preparation of a raw depthbin split into the prepared TorchSSC layout.
+
+:func:`prepare_split` finds every ``NYU%04d_0000.bin`` (+ ``.png`` depth) in a raw folder
+(``NYUtrain/``, ``NYUtest/``, a synthetic split, ...), prepares each frame with
+:func:`torchssc.prepare.pipeline.prepare_depthbin` in worker processes, writes it with
+:func:`torchssc.io.prepared.write_frame` and finally lists every complete frame in
+``<out>/<split>.txt``.
+
+* **Resumable.** A frame whose files all exist already (:func:`~torchssc.io.prepared.missing_files`)
+  is skipped. Every file is written atomically and the sketch last, so an interrupted run leaves
+  no frame that looks complete but is not.
+* **Robust.** A frame that fails is reported by name with the reason; the others still finish.
+* **RGB** (optional everywhere): ``NYU%04d_colors.png`` beside the ``.bin`` is used when present
+  (that is how the synthetic generator writes it); ``rgb_dir`` looks there instead (an image
+  missing there fails the frame); ``rgb_mat`` extracts image ``int(id)`` (1-based) from the
+  official ``nyu_depth_v2_labeled.mat``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from torchssc.geometry import NYU_INTRINSICS, Intrinsics
+from torchssc.io.nyu_mat import NyuLabeledMat, read_nyu_rgb
+from torchssc.io.prepared import REQUIRED, SPLITS, missing_files, read_rgb, read_split, write_frame, write_split
+
+logger = logging.getLogger(__name__)
+
+BIN_PATTERN = re.compile(r"^NYU(\d{4})_0000\.bin$")
+"""Raw frame file name; the 4 digits are the frame id (the 1-based NYUv2 image index)."""
+TIE_RULES = ("default", "sscnet")
+
+PREPARED_FIELDS = REQUIRED + ("meta",)
+"""Fields of :func:`~torchssc.io.prepared.frame_paths` every prepared frame has; ``rgb`` and
+``tsdf_fine`` are added when an RGB source exists / ``fine`` is asked for."""
+
+
+def rgb_name(frame_id: str) -> str:
+    """``NYU<id>_colors.png``: the RGB file name, beside the ``.bin`` or in an RGB folder."""
+    return f"NYU{frame_id}_colors.png"
+
+
+def find_frames(raw_dir: str | os.PathLike) -> dict[str, Path]:
+    """Frame id -> ``.bin`` path for every ``NYU%04d_0000.bin`` in ``raw_dir``, sorted by id.
+
+    Raises:
+        FileNotFoundError: ``raw_dir`` is not a folder or holds no such file.
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"{raw_dir}: raw folder does not exist")
+    frames = {}
+    for path in raw_dir.iterdir():
+        match = BIN_PATTERN.match(path.name)
+        if match and path.is_file():
+            frames[match.group(1)] = path
+    if not frames:
+        raise FileNotFoundError(f"{raw_dir}: no NYU%04d_0000.bin frames found")
+    return dict(sorted(frames.items()))
+
+
+def infer_split(raw_dir: str | os.PathLike) -> str:
+    """``"test"`` when the folder's name contains "test" (any case), else ``"train"``."""
+    return "test" if "test" in Path(raw_dir).resolve().name.lower() else "train"
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Everything a worker process needs to prepare one frame (picklable)."""
+
+    frame_id: str
+    bin_path: Path
+    out_root: Path
+    rgb_kind: str | None  # None, "png" or "mat"
+    rgb_path: Path | None
+    intrinsics: Intrinsics
+    fine: bool
+    tie_rule: str
+
+
+@dataclass
+class PrepareSummary:
+    """Outcome of :func:`prepare_split`.
+
+    Attributes:
+        split: split name; split_file: the list written (``<out>/<split>.txt``).
+        prepared, skipped: frame ids prepared now / already complete.
+        failed: frame id -> ``"<bin path>: <reason>"``.
+        listed: every id now in the split list.
+    """
+
+    split: str
+    split_file: Path
+    prepared: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    listed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def line(self) -> str:
+        """One-line summary: ``prepared / skipped / failed`` counts and the split list."""
+        return (
+            f"{self.split}: {len(self.prepared)} prepared, {len(self.skipped)} skipped, "
+            f"{len(self.failed)} failed; {len(self.listed)} frames listed in {self.split_file}"
+        )
+
+
+def _rgb_source(
+    frame_id: str, bin_path: Path, rgb_dir: Path | None, rgb_mat: Path | None
+) -> tuple[str | None, Path | None]:
+    if rgb_mat is not None:
+        return "mat", rgb_mat
+    if rgb_dir is not None:
+        return "png", rgb_dir / rgb_name(frame_id)
+    beside = bin_path.parent / rgb_name(frame_id)
+    return ("png", beside) if beside.is_file() else (None, None)
+
+
+def _load_rgb(task: _Task) -> np.ndarray | None:
+    """``(H, W, 3) uint8`` from the task's source, checked against the intrinsics' image size."""
+    if task.rgb_kind is None:
+        return None
+    if task.rgb_kind == "mat":
+        rgb = read_nyu_rgb(task.rgb_path, int(task.frame_id))
+        where = f"{task.rgb_path} image {int(task.frame_id)}"
+    else:
+        if not task.rgb_path.is_file():
+            raise FileNotFoundError(f"{task.rgb_path}: no RGB image for frame {task.frame_id}")
+        rgb = read_rgb(task.rgb_path)
+        where = str(task.rgb_path)
+    expected = (task.intrinsics.height, task.intrinsics.width)
+    if rgb.shape[:2] != expected:
+        raise ValueError(
+            f"{where}: RGB is {rgb.shape[1]}x{rgb.shape[0]}, expected {expected[1]}x{expected[0]} "
+            "(the depth image size of the intrinsics)"
+        )
+    return rgb
+
+
+def _prepare_one(task: _Task) -> tuple[str, str | None]:
+    """Prepare and write one frame. Returns ``(frame_id, None)`` or ``(frame_id, reason)``."""
+    from torchssc.prepare import pipeline  # looked up at call time (tests may substitute it)
+
+    try:
+        rgb = _load_rgb(task)
+        frame = pipeline.prepare_depthbin(
+            task.bin_path, rgb=rgb, intrinsics=task.intrinsics, fine=task.fine, tie_rule=task.tie_rule
+        )
+        write_frame(task.out_root, task.frame_id, frame)
+    except Exception as exc:  # reported per frame; the other frames go on
+        return task.frame_id, f"{type(exc).__name__}: {exc}"
+    return task.frame_id, None
+
+
+def _need(task: _Task) -> tuple[str, ...]:
+    need = PREPARED_FIELDS
+    if task.fine:
+        need += ("tsdf_fine",)
+    if task.rgb_kind is not None:
+        need += ("rgb",)
+    return need
+
+
+def _is_complete(task: _Task) -> bool:
+    return not missing_files(task.out_root, task.frame_id, _need(task))
+
+
+def prepare_split(
+    raw_dir: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    split: str | None = None,
+    rgb_dir: str | os.PathLike | None = None,
+    rgb_mat: str | os.PathLike | None = None,
+    workers: int = 1,
+    fine: bool = False,
+    tie_rule: str = "default",
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare every frame of a raw depthbin folder into ``out_root`` (TorchSSC layout).
+
+    Args:
+        raw_dir: folder of ``NYU%04d_0000.bin`` + ``NYU%04d_0000.png`` (and optionally
+            ``NYU%04d_colors.png``).
+        out_root: prepared root; created when needed.
+        split: ``"train"`` or ``"test"``; None infers it from ``raw_dir``'s name.
+        rgb_dir: folder of ``NYU%04d_colors.png`` (every frame must have one there).
+        rgb_mat: the official ``nyu_depth_v2_labeled.mat``; frame id = 1-based image index.
+        workers: worker processes (1 = in this process).
+        fine: also write the fine flipped TSDF (``TSDFFine/``, for SSCNet).
+        tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
+        intrinsics: camera intrinsics of the depth (and RGB) images.
+        progress: show a tqdm progress bar.
+    Returns:
+        a :class:`PrepareSummary`. Failed frames are in ``summary.failed``; nothing is raised
+        for them.
+    Raises:
+        FileNotFoundError / ValueError for bad arguments (missing folder, no frames, unreadable
+        .mat, both RGB sources, bad split, tie rule or worker count).
+
+    The split list ``<out_root>/<split>.txt`` is rewritten (atomically, sorted) to hold the ids
+    already listed there plus every complete frame of ``raw_dir``; frames of ``raw_dir`` that
+    are not complete after this run are dropped from it.
+    """
+    raw_dir, out_root = Path(raw_dir), Path(out_root)
+    if rgb_dir is not None and rgb_mat is not None:
+        raise ValueError("give at most one RGB source: rgb_dir or rgb_mat")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
+    split = infer_split(raw_dir) if split is None else split
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    frames = find_frames(raw_dir)
+    rgb_dir = Path(rgb_dir) if rgb_dir is not None else None
+    if rgb_dir is not None and not rgb_dir.is_dir():
+        raise FileNotFoundError(f"{rgb_dir}: RGB folder does not exist")
+    rgb_mat = Path(rgb_mat) if rgb_mat is not None else None
+    if rgb_mat is not None:
+        with NyuLabeledMat(rgb_mat) as mat:  # fail early on a bad file, not once per frame
+            count = len(mat)
+        beyond = [i for i in frames if int(i) > count]
+        if beyond:
+            logger.warning("%s holds %d images; frames %s have no RGB there and will fail", rgb_mat, count, beyond)
+
+    tasks = []
+    for frame_id, bin_path in frames.items():
+        kind, path = _rgb_source(frame_id, bin_path, rgb_dir, rgb_mat)
+        tasks.append(_Task(frame_id, bin_path, out_root, kind, path, intrinsics, bool(fine), tie_rule))
+
+    summary = PrepareSummary(split=split, split_file=out_root / f"{split}.txt")
+    todo: list[_Task] = []
+    for task in tasks:
+        if _is_complete(task):
+            summary.skipped.append(task.frame_id)
+        else:
+            todo.append(task)
+
+    bar = tqdm(total=len(todo), desc=f"prepare {split}", unit="frame", disable=not progress or not todo)
+
+    def record(task: _Task, reason: str | None) -> None:
+        if reason is None:
+            summary.prepared.append(task.frame_id)
+        else:
+            summary.failed[task.frame_id] = f"{task.bin_path}: {reason}"
+            logger.warning("frame %s failed: %s", task.frame_id, summary.failed[task.frame_id])
+        bar.update(1)
+
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for task in todo:
+                record(task, _prepare_one(task)[1])
+        else:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+                futures: dict[Future, _Task] = {pool.submit(_prepare_one, task): task for task in todo}
+                for future in as_completed(futures):
+                    try:
+                        reason = future.result()[1]
+                    except Exception as exc:  # e.g. BrokenProcessPool: a worker died
+                        reason = f"worker process failed: {type(exc).__name__}: {exc}"
+                    record(futures[future], reason)
+    finally:
+        bar.close()
+        summary.prepared.sort()
+        summary.skipped.sort()
+        summary.failed = dict(sorted(summary.failed.items()))
+        summary.listed = _update_split_list(out_root, split, tasks)
+    return summary
+
+
+def _update_split_list(out_root: Path, split: str, tasks: list[_Task]) -> list[str]:
+    """Merge the already-listed ids with the complete frames of ``tasks``; write atomically."""
+    listed = set(read_split(out_root, split)) if (out_root / f"{split}.txt").is_file() else set()
+    for task in tasks:
+        if _is_complete(task):
+            listed.add(task.frame_id)
+        else:
+            listed.discard(task.frame_id)
+    ids = sorted(listed)
+    write_split(out_root, split, ids)
+    return ids
