@@ -14,6 +14,8 @@ import sys
 # name -> (module, one-line help). Add a line here to add a subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
+    "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
+    "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
 }
 
 

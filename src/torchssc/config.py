@@ -1,0 +1,264 @@
+"""Training/evaluation recipes: YAML files merged over a fixed schema, plus ``key=value`` overrides.
+
+A recipe is a plain nested ``dict`` (no global config object; library code takes explicit
+arguments, only the engine reads the dict). :data:`DEFAULTS` is the schema: every key a recipe
+or an override may set is listed there, and anything else is a ``ValueError`` naming the key.
+The two free-form mappings are ``model.kwargs`` and ``loss.kwargs``: they are passed through to
+the registered builder, which validates them (``engine.builders.build_model`` builds the model).
+
+Overrides use dotted keys and YAML-parsed values, e.g. ``optim.lr=0.01``,
+``train.amp=bf16``, ``model.kwargs.width=16``, ``data.root=null``.
+
+A run folder's resolved recipe is ``<run_dir>/config.yaml`` (see :func:`run_dir`); the same dict
+is stored inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from torchssc.io.atomic import atomic_path
+
+# Free-form sub-mappings (passed through to builders); every other key is fixed by the schema.
+FREE_FORM = ("model.kwargs", "loss.kwargs")
+
+DEFAULTS: dict[str, Any] = {
+    "data": {
+        "root": None,  # prepared TorchSSC layout (SPEC §3); relative paths are relative to the cwd
+        "train_split": "train",  # split list <root>/<train_split>.txt
+        "val_split": None,  # a separate split list for periodic validation, or None
+        "val_fraction": 0.0,  # else hold out this fraction of train_split (seeded by train.seed)
+        "rgb": "auto",  # auto | true | false (SSCDataset)
+        "fine": False,  # load the 240x144x240 flipped TSDF (SSCNet)
+        "depth": False,  # load the depth image (VVNet)
+        "visibility": False,  # load the visibility volume
+        "num_workers": 2,  # DataLoader worker processes per training process
+    },
+    "model": {"name": "sketch_aware_ssc", "kwargs": {}},
+    "loss": {"name": "sketch_aware", "kwargs": {}},
+    "optim": {
+        "lr": 0.05,  # lr0 at train.global_batch, under standard DDP gradient averaging
+        "momentum": 0.9,
+        "weight_decay": 1.0e-3,  # conv/linear weights only
+        "nesterov": False,
+        "schedule": "poly",  # poly | constant | step
+        "poly_power": 0.9,  # lr = lr0 * (1 - it / total) ** poly_power, per iteration
+        "step_epochs": [],  # schedule=step: multiply lr by step_gamma at each of these epochs
+        "step_gamma": 0.1,
+    },
+    "train": {
+        "epochs": 250,
+        "iters_per_epoch": 198,  # None: len(train set) // global_batch
+        "global_batch": 4,  # summed over processes; must be divisible by the world size
+        "amp": "none",  # none | bf16 | fp16 (autocast on the training device; fp16 uses GradScaler)
+        "seed": 0,
+        "device": "auto",  # auto (cuda when available) | cpu | cuda
+        "deterministic": True,  # torch.use_deterministic_algorithms(True, warn_only=True) on CPU
+        "log_every": 10,  # iterations between TensorBoard scalars
+        "ckpt_every": 1,  # epochs between checkpoints (the last epoch is always saved)
+        "eval_every": 0,  # epochs between validations (0 = never)
+        "sampler": "with_replacement",  # with_replacement | shuffle
+        "max_iters": None,  # stop after this many iterations in total (smoke runs); schedule unchanged
+        "progress": True,  # tqdm bar on rank 0
+    },
+    "eval": {
+        "protocol": "torchssc",  # torchssc | sscnet | all (SPEC §7)
+        "batch_size": 1,
+        "seed": 0,
+    },
+    "run": {
+        "dir": "runs",  # parent folder of run folders
+        "name": None,  # run folder name; None: the recipe file's stem
+    },
+}
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "optim.schedule": ("poly", "constant", "step"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "train.sampler": ("with_replacement", "shuffle"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "data.rgb": ("auto", True, False),
+    "eval.protocol": ("torchssc", "sscnet", "all"),
+}
+
+
+# ------------------------------------------------------------------------------------------
+def _is_free_form(dotted: str) -> bool:
+    return any(dotted == f or dotted.startswith(f + ".") for f in FREE_FORM)
+
+
+def _merge(base: dict, update: dict, prefix: str, source: str) -> None:
+    """Merge ``update`` into ``base`` in place; keys absent from ``base`` are errors outside
+    the free-form mappings."""
+    if not isinstance(update, dict):
+        raise ValueError(f"{source}: '{prefix or '<top level>'}' must be a mapping, got {type(update).__name__}")
+    for key, value in update.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{source}: key {key!r} under '{prefix or '<top level>'}' is not a string")
+        dotted = f"{prefix}.{key}" if prefix else key
+        if _is_free_form(dotted) or _is_free_form(prefix):
+            base[key] = copy.deepcopy(value)
+            continue
+        if key not in base:
+            known = ", ".join(sorted(base)) if isinstance(base, dict) else ""
+            raise ValueError(f"{source}: unknown config key '{dotted}' (known under '{prefix or '<top level>'}': {known})")
+        if isinstance(base[key], dict):
+            _merge(base[key], value, dotted, source)
+        else:
+            if isinstance(value, dict):
+                raise ValueError(f"{source}: config key '{dotted}' takes a value, not a mapping")
+            base[key] = value
+
+
+def apply_override(cfg: dict, override: str) -> None:
+    """Apply one ``dotted.key=value`` override to ``cfg`` in place (value parsed as YAML).
+
+    Raises ``ValueError`` for a malformed override or a key not in the schema.
+    """
+    if "=" not in override:
+        raise ValueError(f"override {override!r}: expected key=value, e.g. optim.lr=0.01")
+    dotted, raw = override.split("=", 1)
+    dotted = dotted.strip()
+    if not dotted or any(not part for part in dotted.split(".")):
+        raise ValueError(f"override {override!r}: bad key {dotted!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"override {override!r}: value is not valid YAML ({exc})") from None
+    _set_dotted(cfg, dotted, value, f"override {override!r}")
+
+
+def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
+    """Set ``cfg[dotted]`` (an override replaces the value; sections merge key by key)."""
+    parts = dotted.split(".")
+    node = cfg
+    for i, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: i + 1])
+        if part not in node:
+            if not _is_free_form(".".join(parts[:i])):
+                raise ValueError(f"{source}: unknown config key '{here}'")
+            node[part] = {}
+        if not isinstance(node[part], dict):
+            raise ValueError(f"{source}: '{here}' is a value, not a section")
+        node = node[part]
+    last = parts[-1]
+    if _is_free_form(dotted) or _is_free_form(".".join(parts[:-1])):
+        node[last] = copy.deepcopy(value)
+    elif last not in node:
+        raise ValueError(f"{source}: unknown config key '{dotted}'")
+    elif isinstance(node[last], dict):
+        _merge(node[last], value, dotted, source)
+    else:
+        if isinstance(value, dict):
+            raise ValueError(f"{source}: config key '{dotted}' takes a value, not a mapping")
+        node[last] = value
+
+
+def validate_config(cfg: dict) -> None:
+    """Check values whose range is fixed by the schema (choices, positivity). ``ValueError``."""
+    def get(dotted: str) -> Any:
+        node: Any = cfg
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    for dotted, allowed in CHOICES.items():
+        value = get(dotted)
+        if not any(type(a) is type(value) and a == value for a in allowed):  # True is not 1
+            raise ValueError(f"config key '{dotted}' = {value!r}: expected one of {list(allowed)}")
+    for dotted in ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size"):
+        value = get(dotted)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config key '{dotted}' = {value!r}: expected a positive integer")
+    for dotted in ("train.iters_per_epoch", "train.max_iters"):
+        value = get(dotted)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"config key '{dotted}' = {value!r}: expected a positive integer or null")
+    for dotted in ("train.eval_every", "data.num_workers", "train.seed", "eval.seed"):
+        value = get(dotted)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"config key '{dotted}' = {value!r}: expected a non-negative integer")
+    for dotted in ("optim.lr", "optim.momentum", "optim.weight_decay", "optim.poly_power", "optim.step_gamma"):
+        value = get(dotted)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"config key '{dotted}' = {value!r}: expected a non-negative number")
+    fraction = get("data.val_fraction")
+    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"config key 'data.val_fraction' = {fraction!r}: expected a number in [0, 1)")
+    if fraction > 0 and get("data.val_split") is not None:
+        raise ValueError("config keys 'data.val_split' and 'data.val_fraction' are exclusive; set one")
+    steps = get("optim.step_epochs")
+    if not isinstance(steps, list) or not all(isinstance(s, int) and s > 0 for s in steps):
+        raise ValueError(f"config key 'optim.step_epochs' = {steps!r}: expected a list of positive integers")
+    for dotted in ("model.name", "loss.name"):
+        if not isinstance(get(dotted), str):
+            raise ValueError(f"config key '{dotted}' must be a registered name (string)")
+    for dotted in FREE_FORM:
+        if not isinstance(get(dotted), dict):
+            raise ValueError(f"config key '{dotted}' must be a mapping of keyword arguments")
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML recipe, merge it over :data:`DEFAULTS`, then apply ``key.sub=value`` overrides.
+
+    Args:
+        path: the recipe (a file in ``configs/`` or a run folder's ``config.yaml``).
+        overrides: dotted ``key=value`` strings, values parsed as YAML.
+
+    Returns:
+        The resolved recipe, a plain nested dict (YAML-serialisable). ``run.name`` defaults to
+        the recipe file's stem.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unparsable YAML, an unknown key (named), or a value out of range.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    cfg = copy.deepcopy(DEFAULTS)
+    if loaded is not None:
+        _merge(cfg, loaded, "", str(path))
+    for override in overrides:
+        apply_override(cfg, override)
+    if cfg["run"]["name"] is None:
+        cfg["run"]["name"] = path.stem
+    validate_config(cfg)
+    return cfg
+
+
+def save_config(cfg: dict, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML to ``path`` atomically (key order kept)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False))
+
+
+def run_dir(cfg: dict) -> Path:
+    """The run folder ``<run.dir>/<run.name>`` (relative paths are relative to the cwd)."""
+    name = cfg["run"]["name"]
+    if not name:
+        raise ValueError("config key 'run.name' is empty; set run.name=<folder name>")
+    return Path(cfg["run"]["dir"]) / str(name)
+
+
+def diff_configs(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipes (for resume warnings)."""
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for key in keys:
+        dotted = f"{prefix}.{key}" if prefix else key
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(diff_configs(va, vb, dotted))
+        elif va != vb:
+            out.append(dotted)
+    return out

@@ -1,0 +1,171 @@
+"""Objects built from a resolved recipe (:mod:`torchssc.config`): model, loss, datasets,
+optimiser, LR schedule. Library code never reads the recipe; only these builders do."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+from torchssc.io.prepared import read_split
+from torchssc.losses.registry import get_loss
+from torchssc.models.registry import get_model
+
+# Modules whose ``weight`` gets weight decay (SPEC §6: conv weights only — linear layers too).
+DECAYED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def build_model(cfg: dict) -> nn.Module:
+    """``get_model(cfg.model.name, **cfg.model.kwargs)``; bad keyword arguments are a ValueError
+    naming the model (the free-form kwargs are validated by building)."""
+    name, kwargs = cfg["model"]["name"], dict(cfg["model"]["kwargs"])
+    try:
+        return get_model(name, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model {name!r} rejected model.kwargs {sorted(kwargs)}: {exc}") from None
+
+
+def build_loss(cfg: dict) -> Callable[[dict, dict], dict]:
+    """``get_loss(cfg.loss.name, **cfg.loss.kwargs)``: called as ``loss(outputs, batch)`` and
+    returning a dict of scalar tensors with ``"total"``."""
+    name, kwargs = cfg["loss"]["name"], dict(cfg["loss"]["kwargs"])
+    try:
+        return get_loss(name, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"loss {name!r} rejected loss.kwargs {sorted(kwargs)}: {exc}") from None
+
+
+def _root(cfg: dict) -> str:
+    root = cfg["data"]["root"]
+    if not root:
+        raise ValueError("config key 'data.root' is not set (the prepared dataset folder); e.g. data.root=DATA/NYU")
+    return str(root)
+
+
+def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]:
+    """The training and validation frame lists of a recipe.
+
+    ``data.val_split`` set: ``(data.train_split, data.val_split)`` (split names).
+    ``data.val_fraction > 0``: the ids of ``data.train_split`` are permuted with ``train.seed``
+    and ``max(1, round(n * val_fraction))`` of them held out: ``(train_ids, val_ids)`` (lists, in
+    file order). Otherwise ``(data.train_split, None)``.
+    """
+    data = cfg["data"]
+    if data["val_split"] is not None:
+        return data["train_split"], data["val_split"]
+    if data["val_fraction"] <= 0:
+        return data["train_split"], None
+    ids = read_split(_root(cfg), data["train_split"])
+    n_val = max(1, int(round(len(ids) * data["val_fraction"])))
+    if n_val >= len(ids):
+        raise ValueError(f"data.val_fraction={data['val_fraction']} leaves no training frames out of {len(ids)}")
+    perm = np.random.Generator(np.random.PCG64(cfg["train"]["seed"])).permutation(len(ids))
+    held = set(perm[:n_val].tolist())
+    return [i for k, i in enumerate(ids) if k not in held], [i for k, i in enumerate(ids) if k in held]
+
+
+def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
+    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=)`` from ``cfg.data``.
+
+    ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids.
+    """
+    from torchssc.data import SSCDataset
+
+    data = cfg["data"]
+    return SSCDataset(
+        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"], visibility=data["visibility"]
+    )
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into ``[{"params": decayed, "weight_decay": wd},
+    {"params": rest, "weight_decay": 0}]`` (empty groups dropped).
+
+    Decayed: the ``weight`` of conv (any dim, transposed included) and linear layers. Not
+    decayed: biases, norm parameters, anything else. Frozen parameters (``requires_grad=False``)
+    are left out; a parameter shared by several modules appears once.
+    """
+    decay, rest, seen = [], [], set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (decay if name == "weight" and isinstance(module, DECAYED_MODULES) else rest).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (``optim.lr``, ``momentum``, ``nesterov``) over :func:`parameter_groups`."""
+    opt = cfg["optim"]
+    groups = parameter_groups(model, float(opt["weight_decay"]))
+    if not groups:
+        raise ValueError(f"model {cfg['model']['name']!r} has no trainable parameters")
+    return torch.optim.SGD(
+        groups, lr=float(opt["lr"]), momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"])
+    )
+
+
+def lr_factor(cfg: dict, total_iters: int, iters_per_epoch: int) -> Callable[[int], float]:
+    """``it -> lr / lr0`` for the recipe's schedule, ``it`` = completed iterations (0-based).
+
+    poly: ``(1 - it / total_iters) ** poly_power`` (0 from ``total_iters`` on; no warm-up).
+    constant: 1. step: ``step_gamma ** k``, k = number of ``optim.step_epochs`` reached
+    (epoch ``e`` begins at iteration ``e * iters_per_epoch``, ``e`` 1-based milestones: a
+    milestone 30 lowers the lr from the first iteration of the 31st epoch).
+    """
+    opt = cfg["optim"]
+    kind = opt["schedule"]
+    if kind == "poly":
+        if total_iters < 1:
+            raise ValueError(f"poly schedule needs total_iters >= 1, got {total_iters}")
+        power = float(opt["poly_power"])
+        return lambda it: max(0.0, 1.0 - it / total_iters) ** power
+    if kind == "constant":
+        return lambda it: 1.0
+    if kind == "step":
+        gamma = float(opt["step_gamma"])
+        milestones = sorted(int(e) * iters_per_epoch for e in opt["step_epochs"])
+        return lambda it: gamma ** sum(it >= m for m in milestones)
+    raise ValueError(f"optim.schedule {kind!r}: expected poly, constant or step")
+
+
+def build_scheduler(
+    cfg: dict, optimizer: torch.optim.Optimizer, total_iters: int, *, iters_per_epoch: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-ITERATION schedule (call ``scheduler.step()`` after every optimiser step).
+
+    Args:
+        total_iters: ``train.epochs * iters_per_epoch`` (the poly horizon).
+        iters_per_epoch: needed by the step schedule; defaults to ``train.iters_per_epoch``.
+    """
+    ipe = iters_per_epoch if iters_per_epoch is not None else cfg["train"]["iters_per_epoch"]
+    if cfg["optim"]["schedule"] == "step" and not ipe:
+        raise ValueError("the step schedule needs iters_per_epoch")
+    factor = lr_factor(cfg, total_iters, int(ipe or 1))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+
+
+def resolve_iters_per_epoch(cfg: dict, num_frames: int) -> int:
+    """``train.iters_per_epoch``, or ``num_frames // global_batch`` (at least 1) when unset."""
+    ipe = cfg["train"]["iters_per_epoch"]
+    if ipe is None:
+        ipe = max(1, num_frames // cfg["train"]["global_batch"])
+    return int(ipe)
+
+
+__all__ = [
+    "build_model",
+    "build_loss",
+    "build_dataset",
+    "build_optimizer",
+    "build_scheduler",
+    "parameter_groups",
+    "lr_factor",
+    "split_train_val",
+    "resolve_iters_per_epoch",
+]

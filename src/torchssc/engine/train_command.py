@@ -1,0 +1,49 @@
+"""``torchssc train CONFIG [key=value ...] [--resume | --resume-from CKPT]``.
+
+The same command runs 1 process (``torchssc train ...``) or many (``torchrun --nproc_per_node N
+-m torchssc.cli train ...``, or ``torchrun ... $(which torchssc) train ...``); see docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from torchssc.config import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML recipe (configs/*.yaml) or a run folder's config.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, YAML values, e.g. optim.lr=0.01 train.amp=bf16"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run folder's latest checkpoint exactly")
+    group.add_argument("--resume-from", metavar="CKPT", default=None, help="continue from this checkpoint file")
+
+
+def _setup_logging() -> None:
+    rank = int(os.environ.get("RANK", "0") or 0)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # only rank 0 talks; the others keep warnings and errors
+    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torchssc.engine.train import NonFiniteLossError, main
+
+    _setup_logging()
+    cfg = load_config(args.config, args.overrides)
+    resume = args.resume_from if args.resume_from else bool(args.resume)
+    try:
+        summary = main(cfg, resume=resume)
+    except NonFiniteLossError as exc:
+        logging.getLogger("torchssc.train").error("%s", exc)
+        return 1
+    logging.getLogger("torchssc.train").info(
+        "done: epoch %d, iteration %d, last checkpoint %s", summary["epoch"], summary["iteration"], summary["checkpoint"]
+    )
+    return 0
