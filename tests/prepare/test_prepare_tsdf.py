@@ -1,0 +1,119 @@
+"""Fine TSDF vs a brute-force per-voxel reference on tiny odd-sized grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from _prepare_tiny import TINY_VOXEL, tiny_scene
+from torchssc import geometry as g
+from torchssc.prepare.tsdf import compute_tsdf, flip_tsdf, surface_voxels, truncated_squared_distance
+
+
+def _reference(depth, pose, origin, intr, shape, voxel, trunc):
+    """Deliberately naive: per pixel, then per voxel with a search over all surface voxels."""
+    surface = np.zeros(shape, dtype=bool)
+    rot, t = pose[:3, :3], pose[:3, 3]
+    for v in range(intr.height):
+        for u in range(intr.width):
+            d = float(depth[v, u])
+            if d == 0:
+                continue
+            cam = np.array([(u - intr.cx) * d / intr.fx, (v - intr.cy) * d / intr.fy, d])
+            world = rot @ cam + t
+            x, y, z = np.floor((world - origin) / voxel).astype(int)
+            a, b, c = x, z, y
+            if 0 <= a < shape[0] and 0 <= b < shape[1] and 0 <= c < shape[2]:
+                surface[a, b, c] = True
+    surf_idx = np.argwhere(surface)
+    value = np.zeros(shape, dtype=np.float32)
+    observed = surface.copy()
+    in_view = np.zeros(shape, dtype=bool)
+    for a, b, c in np.ndindex(*shape):
+        if surface[a, b, c]:
+            continue
+        corner = origin + voxel * np.array([a, c, b], dtype=np.float64)
+        cam = rot.T @ (corner - t)
+        if cam[2] <= 0:
+            continue
+        u = int(g.round_half_away(intr.fx * cam[0] / cam[2] + intr.cx))
+        v = int(g.round_half_away(intr.fy * cam[1] / cam[2] + intr.cy))
+        if not (0 <= u < intr.width and 0 <= v < intr.height):
+            continue
+        in_view[a, b, c] = True
+        d = float(depth[v, u])
+        if not 0.5 <= d <= 8.0:
+            continue
+        observed[a, b, c] = True
+        sign = 1.0 if abs(d - cam[2]) < 1e-4 else float(np.sign(d - cam[2]))
+        dist = np.sqrt(((surf_idx - [a, b, c]) ** 2).sum(axis=1)).min() if len(surf_idx) else np.inf
+        value[a, b, c] = sign * min(1.0, dist / trunc)
+    return surface, observed, in_view, value
+
+
+@pytest.mark.parametrize("seed,shape,trunc", [(0, (13, 9, 11), 3), (1, (11, 7, 13), 12), (2, (9, 13, 7), 5)])
+def test_tsdf_matches_brute_force(seed, shape, trunc):
+    depth, pose, origin, intr = tiny_scene(seed, shape)
+    res = compute_tsdf(depth, pose, origin, intrinsics=intr, voxel=TINY_VOXEL, shape=shape, truncation=trunc)
+    surface, observed, in_view, value = _reference(depth, pose, origin, intr, shape, TINY_VOXEL, trunc)
+    # the scene must exercise every case
+    assert 0 < surface.sum() and 0 < (value < 0).sum() and 0 < ((value > 0) & (value < 1)).sum()
+    assert (in_view & ~observed).sum() > 0 and (~in_view & ~surface).sum() > 0
+    np.testing.assert_array_equal(res.surface, surface)
+    np.testing.assert_array_equal(res.observed, observed)
+    np.testing.assert_array_equal(res.in_view, in_view)
+    np.testing.assert_array_equal(res.distance, value)
+    assert res.distance.dtype == np.float32
+    # variants
+    np.testing.assert_array_equal(res.torchssc_values(), value)
+    filled = np.where(observed, value, 1.0)
+    flipped = np.empty(shape, np.float32)
+    for i in np.ndindex(*shape):
+        x = float(filled[i])
+        s = 1.0 if abs(x) < 0.001 else np.sign(x)
+        flipped[i] = s * max(0.001, 1.0 - abs(x))
+    np.testing.assert_array_equal(res.sscnet_input(), flipped)
+    assert set(np.unique(res.sscnet_input()[~observed]).tolist()) == {np.float32(0.001)}
+    assert np.all(res.sscnet_input()[surface] == 1.0)
+
+
+def test_flip_values():
+    v = np.array([0.0, 0.0005, -0.0005, 1.0, -1.0, 0.25, -0.25], np.float32)
+    np.testing.assert_allclose(flip_tsdf(v), [1.0, 0.9995, 0.9995, 0.001, -0.001, 0.75, -0.75], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,density", [((17, 9, 23), 0.01), ((5, 31, 7), 0.05), ((30, 3, 4), 0.0), ((8, 8, 8), 1.0)])
+def test_truncated_squared_distance_matches_edt(shape, density):
+    rng = np.random.default_rng(3)
+    mask = rng.random(shape) < density
+    for trunc in (2, 12):
+        got = truncated_squared_distance(mask, trunc)
+        cap = trunc * trunc + 1
+        if mask.any():
+            ref = ndimage.distance_transform_edt(~mask)
+            ref = np.minimum(np.rint(ref ** 2), cap).astype(np.uint8)
+        else:
+            ref = np.full(shape, cap, np.uint8)
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_truncated_squared_distance_single_voxel_far_corner():
+    mask = np.zeros((40, 3, 5), bool)
+    mask[39, 2, 4] = True
+    got = truncated_squared_distance(mask, 12)
+    a, b, c = np.indices(mask.shape)
+    ref = np.minimum((39 - a) ** 2 + (2 - b) ** 2 + (4 - c) ** 2, 145)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_bad_inputs():
+    depth, pose, origin, intr = tiny_scene(0)
+    with pytest.raises(ValueError, match="depth must be"):
+        compute_tsdf(depth[:-1], pose, origin, intrinsics=intr, voxel=TINY_VOXEL, shape=(5, 5, 5))
+    with pytest.raises(ValueError, match="pose"):
+        compute_tsdf(depth, pose[:3], origin, intrinsics=intr, voxel=TINY_VOXEL, shape=(5, 5, 5))
+    with pytest.raises(ValueError, match="origin"):
+        surface_voxels(depth, pose, origin[:2], intrinsics=intr, voxel=TINY_VOXEL, shape=(5, 5, 5))
+    with pytest.raises(ValueError, match="truncation"):
+        truncated_squared_distance(np.zeros((3, 3, 3), bool), 16)
