@@ -1,0 +1,215 @@
+"""Synthetic frames and datasets in the raw depthbin format plus RGB (SPEC §2, §8).
+
+One frame: :func:`generate_frame` draws a room (:mod:`~torchssc.synth.rooms`), ray casts its depth
+(:mod:`~torchssc.synth.raycast`), shades its RGB and optionally corrupts the depth
+(:mod:`~torchssc.synth.render`), and voxelises the 240x144x240 raw label grid in the box that
+SSCNet's rule places in front of the camera (:mod:`~torchssc.synth.voxelize`).
+
+A dataset (:func:`generate_dataset`) is ``DIR/NYUtrain`` and ``DIR/NYUtest`` holding, per frame,
+``NYU%04d_0000.bin``, ``NYU%04d_0000.png`` (depth) and ``NYU%04d_colors.png`` (RGB) side by side,
+plus ``DIR/train.txt`` and ``DIR/test.txt`` listing the 4-digit ids. Frame ids run 1..N.
+
+Determinism: frame ``i`` depends only on ``(seed, i)`` through ``numpy.random.SeedSequence
+([seed, i])`` (three spawned streams: scene, appearance, depth noise), so the same seed writes
+the same bytes whatever the number of worker processes, and ``--noise none`` and ``kinect`` give
+the same rooms and RGB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
+from torchssc.io.depthbin import write_bin, write_depth_png
+from torchssc.io.prepared import write_rgb, write_split
+from torchssc.synth.raycast import raycast, surface_frames
+from torchssc.synth.render import NOISE_MODES, kinect_noise, shade
+from torchssc.synth.rooms import sample_scene
+from torchssc.synth.scene import Scene
+from torchssc.synth.voxelize import voxelize
+
+log = logging.getLogger(__name__)
+
+SPLIT_DIRS = {"train": "NYUtrain", "test": "NYUtest"}
+
+
+@dataclass
+class SynthFrame:
+    """One generated frame.
+
+    Attributes:
+        depth: ``(H, W) float32`` metres as written (noisy unless ``noise="none"``), 0 = missing.
+        depth_exact: ``(H, W) float32`` ray-cast depth (m), 0 = no hit.
+        rgb: ``(H, W, 3) uint8``.
+        labels: ``(240, 144, 240) uint8`` raw NYU36 ids, 0 empty, 255 outside the room.
+        pose: ``(4, 4) float32`` camera-to-world (as stored in the .bin).
+        origin: ``(3,) float32`` grid corner, SSCNet's rule for ``pose``.
+        scene: the room it was drawn from.
+    """
+
+    depth: np.ndarray
+    depth_exact: np.ndarray
+    rgb: np.ndarray
+    labels: np.ndarray
+    pose: np.ndarray
+    origin: np.ndarray
+    scene: Scene
+
+
+def frame_streams(seed: int, frame_id: int) -> tuple[np.random.Generator, ...]:
+    """The three generators (scene, appearance, noise) of frame ``frame_id`` under ``seed``."""
+    if seed < 0 or frame_id < 0:
+        raise ValueError(f"seed and frame id must be non-negative, got {seed}, {frame_id}")
+    children = np.random.SeedSequence([int(seed), int(frame_id)]).spawn(3)
+    return tuple(np.random.default_rng(c) for c in children)
+
+
+def generate_frame(
+    seed: int,
+    frame_id: int,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    noise: str = "kinect",
+    timings: dict[str, float] | None = None,
+) -> SynthFrame:
+    """Generate frame ``frame_id`` of the dataset with seed ``seed``.
+
+    Args:
+        intrinsics: camera model and image size (NYU 640x480 by default; tests use smaller).
+        noise: ``"kinect"`` or ``"none"`` (exact ray-cast depth, rounded to mm when written).
+        timings: if given, filled with seconds per stage (layout, raycast, rgb, noise, voxelize).
+    """
+    if noise not in NOISE_MODES:
+        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    import time
+
+    clock = {"t": time.perf_counter()}
+
+    def lap(name):
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - clock["t"]
+        clock["t"] = now
+
+    scene_rng, look_rng, noise_rng = frame_streams(seed, frame_id)
+    scene = sample_scene(scene_rng)
+    # What the .bin stores is float32: cast, then render and voxelise with exactly those values.
+    pose = scene.pose.astype(np.float32)
+    origin = voxel_origin_for_pose(pose.astype(np.float64)).astype(np.float32)
+    pose64, origin64 = pose.astype(np.float64), origin.astype(np.float64)
+    lap("layout")
+    hits = raycast(scene.boxes, pose64, intrinsics)
+    surf = surface_frames(scene.boxes, hits, pose64)
+    lap("raycast")
+    rgb = shade(scene, surf, look_rng, intrinsics)
+    lap("rgb")
+    depth = kinect_noise(hits.depth, surf, noise_rng, intrinsics) if noise == "kinect" else hits.depth
+    lap("noise")
+    labels = voxelize(scene.boxes, scene.size, origin64, FINE_SHAPE, FINE_VOXEL)
+    lap("voxelize")
+    return SynthFrame(depth=depth.astype(np.float32), depth_exact=hits.depth.astype(np.float32), rgb=rgb,
+                      labels=labels, pose=pose, origin=origin, scene=scene)
+
+
+def frame_files(folder: str | os.PathLike, frame_id: int) -> dict[str, Path]:
+    """Paths of a frame's three files in a raw split folder: ``bin``, ``depth``, ``rgb``."""
+    folder = Path(folder)
+    return {
+        "bin": folder / f"NYU{frame_id:04d}_0000.bin",
+        "depth": folder / f"NYU{frame_id:04d}_0000.png",
+        "rgb": folder / f"NYU{frame_id:04d}_colors.png",
+    }
+
+
+def write_synth_frame(folder: str | os.PathLike, frame_id: int, frame: SynthFrame) -> None:
+    """Write a frame's ``.bin``, depth ``.png`` and ``_colors.png`` into ``folder`` (atomically)."""
+    paths = frame_files(folder, frame_id)
+    write_bin(paths["bin"], frame.origin, frame.pose, frame.labels)
+    write_depth_png(paths["depth"], frame.depth)
+    write_rgb(paths["rgb"], frame.rgb)
+
+
+def split_ids(frames: int, seed: int, test_fraction: float) -> tuple[list[int], list[int]]:
+    """Which of the frame ids ``1..frames`` go to train and to test.
+
+    ``round(test_fraction * frames)`` test frames chosen by the seed (at least one of each split
+    when ``0 < test_fraction < 1`` and ``frames >= 2``). Returns sorted ``(train, test)`` ids.
+    """
+    if frames < 1:
+        raise ValueError(f"need at least one frame, got {frames}")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test fraction must be in [0, 1], got {test_fraction}")
+    n_test = int(round(test_fraction * frames))
+    if 0.0 < test_fraction < 1.0 and frames >= 2:
+        n_test = min(max(n_test, 1), frames - 1)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED5]))
+    test = set((rng.permutation(frames)[:n_test] + 1).tolist())
+    ids = range(1, frames + 1)
+    return [i for i in ids if i not in test], [i for i in ids if i in test]
+
+
+def _work(job: tuple) -> int:
+    folder, frame_id, seed, intrinsics_values, noise = job
+    frame = generate_frame(seed, frame_id, Intrinsics.from_array(intrinsics_values), noise)
+    write_synth_frame(folder, frame_id, frame)
+    return frame_id
+
+
+def generate_dataset(
+    out: str | os.PathLike,
+    frames: int,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    noise: str = "kinect",
+    workers: int = 1,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    progress: bool = False,
+) -> dict[str, list[int]]:
+    """Write a synthetic raw dataset (see the module docstring for the layout).
+
+    Args:
+        out: dataset folder (created). frames: number of frames N (ids 1..N).
+        seed: dataset seed. test_fraction: share of frames in ``NYUtest``.
+        noise: ``"kinect"`` or ``"none"``. workers: processes (1 = in this process).
+        intrinsics: camera and image size. progress: show a progress bar.
+    Returns:
+        ``{"train": ids, "test": ids}``.
+    """
+    if noise not in NOISE_MODES:
+        raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = Path(out)
+    train, test = split_ids(frames, seed, test_fraction)
+    jobs = [(str(out / SPLIT_DIRS[name]), i, int(seed), intrinsics.as_array().tolist(), noise)
+            for name, ids in (("train", train), ("test", test)) for i in ids]
+    jobs.sort(key=lambda j: j[1])
+    for name in SPLIT_DIRS.values():
+        (out / name).mkdir(parents=True, exist_ok=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="synth", unit="frame")
+    if workers == 1:
+        for job in jobs:
+            _work(job)
+            if bar is not None:
+                bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            for _ in pool.map(_work, jobs, chunksize=1):
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    write_split(out, "train", [f"{i:04d}" for i in train])
+    write_split(out, "test", [f"{i:04d}" for i in test])
+    log.info("wrote %d train and %d test frames to %s", len(train), len(test), out)
+    return {"train": train, "test": test}
