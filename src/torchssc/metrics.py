@@ -1,0 +1,470 @@
+"""Semantic scene completion metrics under every evaluation protocol in use (SPEC §7).
+
+Two tasks are scored on the label grid (any grid shape; NYU's is ``(60, 36, 60)``):
+
+* **SC** (scene completion): occupancy, ``label > 0`` against ``pred > 0``; precision, recall
+  and IoU of the occupied class.
+* **SSC** (semantic scene completion): IoU of classes 1..11 from a ``(12, 12)`` confusion matrix
+  (rows = ground truth, columns = prediction), and their mean (mIoU).
+
+Which voxels count, and how scenes are aggregated, is the *protocol*:
+
+============  ==========================================  =====================================  ==========================
+protocol      SC voxels                                   SSC voxels                             aggregation
+============  ==========================================  =====================================  ==========================
+``torchssc``  label_weight > 0, label != 255,             label_weight > 0, label != 255         summed over the dataset
+              mapping == H*W (no mapped pixel)
+``sscnet``    visibility == VIS_OCCLUDED, label != 255    visibility in {VIS_SURFACE,            SC per scene then averaged
+                                                          VIS_OCCLUDED}, label != 255            over scenes; SSC summed
+``all``       label != 255                                label != 255                           summed over the dataset
+============  ==========================================  =====================================  ==========================
+
+``torchssc`` reproduces the TorchSSC / CleanerS / AMMNet evaluation (the paper's 71.3 / 41.1),
+``sscnet`` the official SSCNet MATLAB benchmark, ``all`` the MonoScene family. Numbers from
+different protocols are not comparable: always report the protocol's name with them.
+
+Edge cases (documented choices):
+
+* The IoU of a class whose union is empty (0 / 0) is ``nan``; mIoU is the mean over classes
+  1..11 whose IoU is defined (TorchSSC's ``np.nanmean``). On a full test set every class is
+  present, so this is the mean of all 11; ``ssc_miou_classes`` says how many were averaged.
+  Summed-SC precision / recall / IoU with a zero denominator are ``nan`` too.
+* ``sscnet`` per-scene SC follows the MATLAB code: a scene's precision is 0 when it has no true
+  positive and its recall is 0 when it has no occupied ground-truth voxel; its IoU with an empty
+  union is 0 / 0 (``NaN`` in MATLAB, which would turn the whole mean into ``NaN``): here such a
+  scene is left out of the IoU mean, and ``sc_iou_scenes`` counts the scenes that were averaged.
+* The MATLAB benchmark set label 255 to empty before scoring; the SPEC makes every protocol
+  ignore label 255 instead (with the toolkit's visibility volume those voxels are
+  ``VIS_OUTSIDE_ROOM`` anyway).
+
+Everything is a sum of counts (confusion matrices, per-scene SC scores and scene counts), so a
+metric object is *streaming* (update batch by batch, in any split) and *all_reduce-able*
+(distributed evaluation sums the states across processes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchssc.geometry import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, VIS_OCCLUDED, VIS_SURFACE
+
+PROTOCOLS = ("torchssc", "sscnet", "all")
+"""Names of the evaluation protocols (SPEC §7)."""
+
+NO_PIXEL_NYU = 640 * 480
+"""The "no pixel" value of an NYU mapping (``H * W``)."""
+
+_PROTOCOL_NEEDS = {"torchssc": ("label_weight", "mapping"), "sscnet": ("visibility",), "all": ()}
+_SC_PER_SCENE = {"torchssc": False, "sscnet": True, "all": False}
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    """A torch tensor view of ``x`` (tensor or numpy array); arrays are not copied when possible."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
+
+
+def protocol_masks(
+    protocol: str,
+    label: torch.Tensor,
+    *,
+    label_weight: torch.Tensor | None = None,
+    mapping: torch.Tensor | None = None,
+    visibility: torch.Tensor | None = None,
+    no_pixel: int = NO_PIXEL_NYU,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The voxels a protocol scores.
+
+    Args:
+        protocol: one of :data:`PROTOCOLS`.
+        label: ``(B, N)`` integer ground truth, 0..11 or 255 (N = voxels per scene, flat C-order).
+        label_weight: ``(B, N)`` 0/1 weights (``torchssc``).
+        mapping: ``(B, N)`` integer pixel index per voxel, ``no_pixel`` = none (``torchssc``).
+        visibility: ``(B, N)`` integer :mod:`torchssc.geometry` ``VIS_*`` codes (``sscnet``).
+        no_pixel: the "no pixel" mapping value, ``H * W`` (307200 for NYU).
+    Returns:
+        ``(ssc_mask, sc_mask)``, both ``(B, N) bool``, with ``sc_mask`` a subset of ``ssc_mask``.
+    Raises:
+        ValueError: unknown protocol, or an input the protocol needs is missing.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    given = {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+    missing = [k for k in _PROTOCOL_NEEDS[protocol] if given[k] is None]
+    if missing:
+        raise ValueError(f"protocol {protocol!r} needs {', '.join(missing)} (got None)")
+    valid = label != IGNORE_LABEL
+    if protocol == "torchssc":
+        ssc = valid & (label_weight > 0)
+        sc = ssc & (mapping == no_pixel)
+    elif protocol == "sscnet":
+        occluded = visibility == VIS_OCCLUDED
+        sc = valid & occluded
+        ssc = sc | (valid & (visibility == VIS_SURFACE))
+    else:
+        ssc = valid
+        sc = valid
+    return ssc, sc
+
+
+_PROTOCOL_ATTRS = {
+    # protocol: (attribute values scored by SSC, attribute values scored by SC); see update()
+    "torchssc": ((1, 3), (3,)),
+    "sscnet": ((1, 2), (2,)),
+    "all": ((0,), (0,)),
+}
+
+
+class _NumpyOps:
+    """Array operations of :meth:`SSCMetrics.update` on CPU (numpy arrays)."""
+
+    @staticmethod
+    def u8(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.uint8, copy=False)
+
+    @staticmethod
+    def i32(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.int32)
+
+    @staticmethod
+    def scene_offsets(b: int, stride: int, like: np.ndarray) -> np.ndarray:
+        return (np.arange(b, dtype=np.int32) * stride)[:, None]
+
+    @staticmethod
+    def bincount(key: np.ndarray, n: int) -> torch.Tensor:
+        return torch.bincount(torch.from_numpy(key.reshape(-1)), minlength=n)
+
+
+class _TorchOps:
+    """Array operations of :meth:`SSCMetrics.update` on an accelerator (torch tensors)."""
+
+    @staticmethod
+    def u8(x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.uint8)
+
+    @staticmethod
+    def i32(x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.int32)
+
+    @staticmethod
+    def scene_offsets(b: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+        return (torch.arange(b, dtype=torch.int32, device=like.device) * stride)[:, None]
+
+    @staticmethod
+    def bincount(key: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.bincount(key.reshape(-1), minlength=n)
+
+
+def _ops_for(device: torch.device) -> type:
+    """numpy on the CPU (torch's CPU comparison kernels are several times slower), torch elsewhere."""
+    return _NumpyOps if device.type == "cpu" else _TorchOps
+
+
+def _checked_uint8(xp: Any, x: Any, limit: int, name: str, allowed: str) -> Any:
+    """``x`` as uint8 after checking that every value is in ``0..limit-1``."""
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= limit:
+        raise ValueError(f"{name} values must be in {allowed}, got {lo}..{hi}")
+    return xp.u8(x)
+
+
+def _safe_div(num: float, den: float) -> float:
+    return float(num) / float(den) if den else math.nan
+
+
+class SSCMetrics:
+    """Streaming SC / SSC metrics under one named protocol.
+
+    State (all sums, so :meth:`all_reduce` is exact):
+
+    * ``confusion``: ``(C, C) int64`` SSC confusion, rows = ground truth, columns = prediction.
+    * ``sc_confusion``: ``(2, 2) int64`` SC occupancy confusion summed over scenes
+      (``[gt empty/occupied, pred empty/occupied]``).
+    * ``scene_sums``: ``(3,) float64`` sums of per-scene SC precision, recall, IoU (``sscnet``).
+    * ``counts``: ``(4,) int64`` scenes, scenes with a defined SC IoU, SSC voxels, SC voxels.
+
+    Args:
+        protocol: one of :data:`PROTOCOLS`.
+        num_classes: classes including empty (12); class names come from
+            :data:`torchssc.geometry.CLASS_NAMES` when it has 12.
+        no_pixel: default "no pixel" mapping value ``H * W`` (307200 for NYU).
+        device: where the (small) state tensors live.
+    """
+
+    def __init__(
+        self,
+        protocol: str = "torchssc",
+        num_classes: int = NUM_CLASSES,
+        *,
+        no_pixel: int = NO_PIXEL_NYU,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if not 2 <= num_classes < IGNORE_LABEL:
+            raise ValueError(f"num_classes must be in 2..{IGNORE_LABEL - 1}, got {num_classes}")
+        self.protocol = protocol
+        self.num_classes = num_classes
+        self.no_pixel = int(no_pixel)
+        self.device = torch.device(device)
+        if num_classes == NUM_CLASSES:
+            self.class_names = tuple(CLASS_NAMES)
+        else:
+            self.class_names = tuple(f"class_{i}" for i in range(num_classes))
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Zero every count."""
+        c = self.num_classes
+        self.confusion = torch.zeros(c, c, dtype=torch.int64, device=self.device)
+        self.sc_confusion = torch.zeros(2, 2, dtype=torch.int64, device=self.device)
+        self.scene_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.counts = torch.zeros(4, dtype=torch.int64, device=self.device)
+        self._reduced = False
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The state, in a fixed order (what :meth:`all_reduce` sums)."""
+        return [self.confusion, self.sc_confusion, self.scene_sums, self.counts]
+
+    # ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(
+        self,
+        pred: torch.Tensor | np.ndarray,
+        label: torch.Tensor | np.ndarray,
+        *,
+        label_weight: torch.Tensor | np.ndarray | None = None,
+        mapping: torch.Tensor | np.ndarray | None = None,
+        visibility: torch.Tensor | np.ndarray | None = None,
+        no_pixel: int | None = None,
+    ) -> None:
+        """Add a batch of scenes.
+
+        Args:
+            pred: ``(B, D, H, W)`` (any grid; or ``(B, N)`` flat) integer predicted labels in
+                0..C-1, i.e. the argmax of the logits over the class axis. Torch (any device) or
+                numpy.
+            label: ground truth with the same number of voxels per scene, 0..C-1 or 255.
+            label_weight: 0/1 weights, ``(B, ...)``; required by ``torchssc``.
+            mapping: ``(B, N)`` pixel index per voxel (flat C-order of the grid); required by
+                ``torchssc``.
+            visibility: ``(B, ...)`` ``VIS_*`` codes; required by ``sscnet``.
+            no_pixel: overrides the object's "no pixel" mapping value for this batch.
+        Raises:
+            ValueError: on a floating-point prediction, mismatched shapes, a prediction outside
+                0..C-1, a label outside 0..C-1 and 255, or a missing protocol input.
+        """
+        if self._reduced:
+            raise RuntimeError("update() after all_reduce(): call reset() first")
+        c = self.num_classes
+        pred_t = _as_tensor(pred, "pred")
+        if pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool:
+            raise ValueError(
+                f"pred must hold integer class ids (argmax over the class axis), got {pred_t.dtype}"
+            )
+        if pred_t.ndim < 2:
+            raise ValueError(f"pred must be (B, ...) with a batch axis, got shape {tuple(pred_t.shape)}")
+        b = pred_t.shape[0]
+        device = pred_t.device
+        per_scene = pred_t.numel() // b if b else 0
+
+        def flat(x: Any, name: str) -> torch.Tensor:
+            t = _as_tensor(x, name).to(device)
+            if t.ndim == 0 or t.shape[0] != b or t.numel() != pred_t.numel():
+                raise ValueError(
+                    f"{name} has shape {tuple(t.shape)}, expected {b} scenes of "
+                    f"{per_scene} voxels like pred {tuple(pred_t.shape)}"
+                )
+            return t.reshape(b, -1)
+
+        lab = flat(label, "label")
+        if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+            raise ValueError(f"label must hold integer class ids, got {lab.dtype}")
+        given = {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+        missing = [k for k in _PROTOCOL_NEEDS[self.protocol] if given[k] is None]
+        if missing:
+            raise ValueError(f"protocol {self.protocol!r} needs {', '.join(missing)} (got None)")
+        if b == 0 or per_scene == 0:
+            return
+        extras = {k: flat(given[k], k) for k in _PROTOCOL_NEEDS[self.protocol]}
+        # The voxel-wise work runs in numpy on the CPU and in torch on an accelerator; both
+        # share the code below.
+        xp = _ops_for(device)
+        if xp is _NumpyOps:
+            prd, lab = pred_t.detach().reshape(b, -1).numpy(), lab.detach().numpy()
+            extras = {k: v.detach().numpy() for k, v in extras.items()}
+        else:
+            prd = pred_t.reshape(b, -1)
+        prd = _checked_uint8(xp, prd, c, "pred", f"0..{c - 1}")
+        lab = _checked_uint8(xp, lab, 256, "label", f"0..{c - 1} or {IGNORE_LABEL}")
+        shifted = lab + 1  # uint8 arithmetic: 255 (ignore) -> 0, class k -> k + 1
+        if int(shifted.max()) > c:
+            raise ValueError(f"label values must be in 0..{c - 1} or {IGNORE_LABEL}")
+
+        # Histogram of (scene, protocol attribute, label + 1, pred) in one bincount pass:
+        #   torchssc: attribute = [weight > 0] + 2 [no mapped pixel]  (4 values)
+        #   sscnet:   attribute = [surface] + 2 [occluded]              (3 values)
+        #   all:      attribute = 0                                     (1 value)
+        npix = self.no_pixel if no_pixel is None else int(no_pixel)
+        if self.protocol == "torchssc":
+            attr = xp.u8(extras["label_weight"] > 0) + 2 * xp.u8(extras["mapping"] == npix)
+            n_attr = 4
+        elif self.protocol == "sscnet":
+            vis = extras["visibility"]
+            attr = xp.u8(vis == VIS_SURFACE) + 2 * xp.u8(vis == VIS_OCCLUDED)
+            n_attr = 3
+        else:
+            attr, n_attr = None, 1
+        per_attr = (c + 1) * c
+        key = xp.i32(shifted) * c
+        key += prd
+        if attr is not None:
+            key += xp.i32(attr) * per_attr
+        key += xp.scene_offsets(b, n_attr * per_attr, key)
+        hist = xp.bincount(key, b * n_attr * per_attr).to(self.device, torch.int64)
+        hist = hist.reshape(b, n_attr, c + 1, c)[:, :, 1:]  # drop label 255: (B, A, C gt, C pred)
+
+        ssc_attrs, sc_attrs = _PROTOCOL_ATTRS[self.protocol]
+        sc_conf = hist[:, list(sc_attrs)].sum(1)  # (B, C, C) each scene's SC-voxel confusion
+        tn = sc_conf[:, 0, 0]
+        fp = sc_conf[:, 0, 1:].sum(1)
+        fn = sc_conf[:, 1:, 0].sum(1)
+        tp = sc_conf[:, 1:, 1:].sum((1, 2))
+        ssc_conf = hist[:, list(ssc_attrs)].sum((0, 1))
+        self.confusion += ssc_conf
+        self.sc_confusion += torch.stack([torch.stack([tn, fp], 1), torch.stack([fn, tp], 1)], 1).sum(0)
+        union = tp + fp + fn
+        if _SC_PER_SCENE[self.protocol]:
+            # MATLAB benchmark: precision 0 without a true positive, recall 0 without an
+            # occupied ground-truth voxel; IoU undefined (left out of the mean) for an empty union.
+            tpf = tp.double()
+            zero = torch.zeros_like(tpf)
+            precision = torch.where(tp > 0, tpf / (tp + fp).clamp(min=1), zero)
+            recall = torch.where(tp + fn > 0, tpf / (tp + fn).clamp(min=1), zero)
+            iou = torch.where(union > 0, tpf / union.clamp(min=1), zero)
+            self.scene_sums += torch.stack([precision.sum(), recall.sum(), iou.sum()])
+        self.counts += torch.stack(
+            [torch.tensor(b, device=self.device), (union > 0).sum(), ssc_conf.sum(), sc_conf.sum()]
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def all_reduce(self) -> None:
+        """Sum the state over every process of the default ``torch.distributed`` group.
+
+        Call once, after the last :meth:`update`, on every rank; afterwards every rank's
+        :meth:`compute` gives the global result. A no-op without an initialised process group.
+        With the NCCL backend the state travels through the current CUDA device.
+        """
+        if self._reduced:
+            raise RuntimeError("all_reduce() called twice: the counts would be summed again")
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        comm_device = self.device
+        if dist.get_backend() == "nccl":
+            comm_device = torch.device("cuda", torch.cuda.current_device())
+        for t in self.state_tensors():
+            buf = t.to(comm_device)
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            t.copy_(buf)
+        self._reduced = True
+
+    # ----------------------------------------------------------------------------------------
+    def compute(self) -> dict[str, Any]:
+        """The metrics so far, as plain Python values (fractions in [0, 1], ``nan`` = undefined).
+
+        Returns:
+            A dict with ``protocol``; ``scenes``, ``ssc_voxels``, ``sc_voxels``;
+            ``sc_aggregation`` (``"summed"`` or ``"per-scene mean"``); ``sc_precision``,
+            ``sc_recall``, ``sc_iou``; ``sc_iou_scenes`` (scenes in the per-scene IoU mean);
+            ``ssc_iou`` (class name -> IoU for classes 1..C-1); ``ssc_miou`` and
+            ``ssc_miou_classes``; ``ssc_precision`` / ``ssc_recall`` (class name -> value);
+            ``confusion`` (C x C nested list, rows = ground truth).
+        """
+        conf = self.confusion.cpu().to(torch.float64)
+        counts = self.counts.cpu().tolist()
+        scenes, iou_scenes, ssc_voxels, sc_voxels = (int(v) for v in counts)
+        tn, fp, fn, tp = (float(v) for v in self.sc_confusion.cpu().reshape(-1).tolist())
+        if _SC_PER_SCENE[self.protocol]:
+            sums = self.scene_sums.cpu().tolist()
+            sc_precision = _safe_div(sums[0], scenes)
+            sc_recall = _safe_div(sums[1], scenes)
+            sc_iou = _safe_div(sums[2], iou_scenes)
+            aggregation = "per-scene mean"
+        else:
+            sc_precision = _safe_div(tp, tp + fp)
+            sc_recall = _safe_div(tp, tp + fn)
+            sc_iou = _safe_div(tp, tp + fp + fn)
+            aggregation = "summed"
+            iou_scenes = scenes
+        diag = conf.diagonal()
+        gt_total = conf.sum(1)
+        pred_total = conf.sum(0)
+        iou = [_safe_div(diag[i], gt_total[i] + pred_total[i] - diag[i]) for i in range(self.num_classes)]
+        prec = [_safe_div(diag[i], pred_total[i]) for i in range(self.num_classes)]
+        rec = [_safe_div(diag[i], gt_total[i]) for i in range(self.num_classes)]
+        defined = [v for v in iou[1:] if not math.isnan(v)]
+        names = self.class_names
+        return {
+            "protocol": self.protocol,
+            "scenes": scenes,
+            "ssc_voxels": ssc_voxels,
+            "sc_voxels": sc_voxels,
+            "sc_aggregation": aggregation,
+            "sc_precision": sc_precision,
+            "sc_recall": sc_recall,
+            "sc_iou": sc_iou,
+            "sc_iou_scenes": iou_scenes,
+            "ssc_iou": {names[i]: iou[i] for i in range(1, self.num_classes)},
+            "ssc_miou": sum(defined) / len(defined) if defined else math.nan,
+            "ssc_miou_classes": len(defined),
+            "ssc_precision": {names[i]: prec[i] for i in range(1, self.num_classes)},
+            "ssc_recall": {names[i]: rec[i] for i in range(1, self.num_classes)},
+            "confusion": self.confusion.cpu().tolist(),
+        }
+
+
+def format_results(results: dict[str, Any], title: str = "") -> str:
+    """A markdown report of :meth:`SSCMetrics.compute` results, in percent, naming the protocol.
+
+    Args:
+        results: the dict returned by :meth:`SSCMetrics.compute`.
+        title: optional heading text (e.g. the checkpoint's name).
+    """
+
+    def pct(v: float) -> str:
+        return "n/a" if v is None or math.isnan(v) else f"{100.0 * v:.1f}"
+
+    proto = results["protocol"]
+    lines = []
+    if title:
+        lines += [f"## {title} — protocol `{proto}`", ""]
+    lines += [
+        f"Protocol: `{proto}` — {results['scenes']} scenes, {results['ssc_voxels']} SSC voxels, "
+        f"{results['sc_voxels']} SC voxels; SC {results['sc_aggregation']}.",
+        "",
+        "| protocol | SC precision | SC recall | SC IoU | SSC mIoU |",
+        "|---|---|---|---|---|",
+        f"| {proto} | {pct(results['sc_precision'])} | {pct(results['sc_recall'])} | "
+        f"{pct(results['sc_iou'])} | {pct(results['ssc_miou'])} |",
+        "",
+    ]
+    names = list(results["ssc_iou"])
+    lines += [
+        f"| SSC IoU ({proto}) | " + " | ".join(names) + " | mIoU |",
+        "|---|" + "---|" * (len(names) + 1),
+        "| IoU | " + " | ".join(pct(results["ssc_iou"][n]) for n in names) + f" | {pct(results['ssc_miou'])} |",
+        "",
+    ]
+    if results["ssc_miou_classes"] != len(names):
+        lines += [f"mIoU averages the {results['ssc_miou_classes']} classes present (others n/a).", ""]
+    return "\n".join(lines)
