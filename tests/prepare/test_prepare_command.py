@@ -84,11 +84,12 @@ def test_good_frames_written_and_listed(nyutrain):
 def test_bad_frames_reported_by_name_with_reason(nyutrain):
     for n, (rc, out, err) in nyutrain.runs.items():
         assert rc == 1, n
-        assert "train: 2 prepared, 0 skipped, 2 failed; 2 frames listed" in out
-        line3 = next(line for line in err.splitlines() if line.startswith("FAILED NYU0003"))
-        assert "NYU0003_0000.bin" in line3 and "RLE runs sum to" in line3
-        line4 = next(line for line in err.splitlines() if line.startswith("FAILED NYU0004"))
-        assert "NYU0004_0000.png" in line4
+        assert "train: 2 prepared, 0 skipped, 2 failed (0003, 0004); 2 frames listed" in out
+        line3 = next(line for line in err.splitlines() if line.startswith("FAILED NYU0003_0000.bin: "))
+        assert str(nyutrain.raw / "NYU0003_0000.bin") in line3 and "RLE runs sum to" in line3
+        line4 = next(line for line in err.splitlines() if line.startswith("FAILED NYU0004_0000.bin: "))
+        assert str(nyutrain.raw / "NYU0004_0000.png") in line4
+        assert err.count("FAILED") == 2
         assert "NYU0001" not in err and "NYU0002" not in err
 
 
@@ -128,14 +129,14 @@ def test_rerun_skips_resumes_and_merges_split_list(nyutrain, tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.np*")}
     rc, stdout, _ = _cli("--raw", nyutrain.raw, "--out", out)
     assert rc == 1
-    assert "train: 0 prepared, 2 skipped, 2 failed; 3 frames listed" in stdout
+    assert "train: 0 prepared, 2 skipped, 2 failed (0003, 0004); 3 frames listed" in stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.np*")} == stamp  # nothing rewritten
     assert read_split(out, "train") == ["0001", "0002", "0100"]
     # An interrupted frame (no sketch yet: it is written last) is prepared again.
     frame_paths(out, "0002")["sketch"].unlink()
     (out / "train.txt").write_text("")
     rc, stdout, _ = _cli("--raw", nyutrain.raw, "--out", out, "--split", "train")
-    assert "train: 1 prepared, 1 skipped, 2 failed; 2 frames listed" in stdout
+    assert "train: 1 prepared, 1 skipped, 2 failed (0003, 0004); 2 frames listed" in stdout
     assert frame_paths(out, "0002")["sketch"].is_file()
     assert frame_paths(out, "0001")["tsdf"].stat().st_mtime_ns == stamp[frame_paths(out, "0001")["tsdf"]]
 
@@ -151,8 +152,9 @@ def test_rgb_dir_intrinsics_and_test_split_inference(tmp_path):
     rc, stdout, stderr = _cli("--raw", raw, "--out", tmp_path / "out", "--rgb-dir", rgb_dir,
                               "--intrinsics", "520,521,320,240")
     assert rc == 1
-    assert "test: 1 prepared, 0 skipped, 1 failed; 1 frames listed" in stdout
-    assert "FAILED NYU0002" in stderr and str(rgb_dir / "NYU0002_colors.png") in stderr
+    assert "test: 1 prepared, 0 skipped, 1 failed (0002); 1 frames listed" in stdout
+    assert "FAILED NYU0002_0000.bin: FileNotFoundError" in stderr
+    assert str(rgb_dir / "NYU0002_colors.png") in stderr
     assert read_split(tmp_path / "out", "test") == ["0001"]
     assert not (tmp_path / "out" / "train.txt").exists()
     np.testing.assert_array_equal(read_rgb(frame_paths(tmp_path / "out", "0001")["rgb"]), _rgb(7))
@@ -276,3 +278,9 @@ def test_options_reach_the_pipeline(tmp_path, monkeypatch):
     rc, _, stderr = _cli("--raw", raw, "--out", tmp_path / "out2")
     assert rc == 1 and not calls
     assert "NYU0005_colors.png: RGB is 6x4, expected 640x480" in stderr
+    # The library call returns the same outcome and reports through the callback.
+    lines = []
+    summary = prepare_split(raw, tmp_path / "out2", progress=False, report=lines.append)
+    assert not summary.ok and list(summary.failed) == ["0005"] and summary.prepared == []
+    assert summary.split == "train" and summary.listed == [] and read_split(tmp_path / "out2", "train") == []
+    assert lines == [f"NYU0005_0000.bin: {summary.failed['0005']}"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tqdm import tqdm
+
 from torchssc.geometry import Intrinsics
 from torchssc.io.prepared import SPLITS
 from torchssc.prepare.runner import TIE_RULES, prepare_split
@@ -56,12 +58,11 @@ def run(args: argparse.Namespace) -> int:
             fine=args.fine,
             tie_rule=args.tie_rule,
             progress=not args.no_progress,
+            report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
             **kwargs,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"torchssc prepare: error: {exc}", file=sys.stderr)
         return 2
-    for frame_id, reason in summary.failed.items():
-        print(f"FAILED NYU{frame_id}: {reason}", file=sys.stderr)
     print(summary.line())
     return 0 if summary.ok else 1

@@ -25,6 +25,7 @@ import re
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -94,7 +95,7 @@ class PrepareSummary:
     Attributes:
         split: split name; split_file: the list written (``<out>/<split>.txt``).
         prepared, skipped: frame ids prepared now / already complete.
-        failed: frame id -> ``"<bin path>: <reason>"``.
+        failed: frame id -> reason (exception type and message, which names the bad file).
         listed: every id now in the split list.
     """
 
@@ -111,9 +112,13 @@ class PrepareSummary:
 
     def line(self) -> str:
         """One-line summary: ``prepared / skipped / failed`` counts and the split list."""
+        failed = ""
+        if self.failed:
+            ids = list(self.failed)
+            failed = " (" + ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "") + ")"
         return (
             f"{self.split}: {len(self.prepared)} prepared, {len(self.skipped)} skipped, "
-            f"{len(self.failed)} failed; {len(self.listed)} frames listed in {self.split_file}"
+            f"{len(self.failed)} failed{failed}; {len(self.listed)} frames listed in {self.split_file}"
         )
 
 
@@ -189,6 +194,7 @@ def prepare_split(
     tie_rule: str = "default",
     intrinsics: Intrinsics = NYU_INTRINSICS,
     progress: bool = True,
+    report: Callable[[str], None] | None = None,
 ) -> PrepareSummary:
     """Prepare every frame of a raw depthbin folder into ``out_root`` (TorchSSC layout).
 
@@ -204,6 +210,8 @@ def prepare_split(
         tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
         intrinsics: camera intrinsics of the depth (and RGB) images.
         progress: show a tqdm progress bar.
+        report: called with one line per failed frame as it fails
+            (``"NYU0003_0000.bin: <reason>"``); default: ``logging`` at WARNING level.
     Returns:
         a :class:`PrepareSummary`. Failed frames are in ``summary.failed``; nothing is raised
         for them.
@@ -256,8 +264,12 @@ def prepare_split(
         if reason is None:
             summary.prepared.append(task.frame_id)
         else:
-            summary.failed[task.frame_id] = f"{task.bin_path}: {reason}"
-            logger.warning("frame %s failed: %s", task.frame_id, summary.failed[task.frame_id])
+            summary.failed[task.frame_id] = reason
+            message = f"{task.bin_path.name}: {reason}"
+            if report is None:
+                logger.warning("failed %s", message)
+            else:
+                report(message)
         bar.update(1)
 
     try:
@@ -267,7 +279,8 @@ def prepare_split(
         else:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context)
+            try:
                 futures: dict[Future, _Task] = {pool.submit(_prepare_one, task): task for task in todo}
                 for future in as_completed(futures):
                     try:
@@ -275,6 +288,10 @@ def prepare_split(
                     except Exception as exc:  # e.g. BrokenProcessPool: a worker died
                         reason = f"worker process failed: {type(exc).__name__}: {exc}"
                     record(futures[future], reason)
+            except BaseException:  # e.g. Ctrl-C: drop the queued frames instead of finishing them
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
         summary.prepared.sort()
