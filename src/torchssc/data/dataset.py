@@ -105,7 +105,7 @@ class SSCDataset(Dataset):
         if rgb not in (True, False, "auto"):
             raise ValueError(f"rgb must be True, False or 'auto', got {rgb!r}")
         self.root = Path(root)
-        if isinstance(split, (str, os.PathLike)):
+        if isinstance(split, str):
             self.split_name: str | None = str(split)
             self.ids = read_split(self.root, str(split))
         else:

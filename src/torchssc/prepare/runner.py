@@ -33,12 +33,12 @@ from tqdm import tqdm
 from torchssc.geometry import NYU_INTRINSICS, Intrinsics
 from torchssc.io.nyu_mat import NyuLabeledMat, read_nyu_rgb
 from torchssc.io.prepared import REQUIRED, SPLITS, missing_files, read_rgb, read_split, write_frame, write_split
+from torchssc.prepare.downsample import TIE_RULES
 
 logger = logging.getLogger(__name__)
 
 BIN_PATTERN = re.compile(r"^NYU(\d{4})_0000\.bin$")
 """Raw frame file name; the 4 digits are the frame id (the 1-based NYUv2 image index)."""
-TIE_RULES = ("default", "sscnet")
 
 PREPARED_FIELDS = REQUIRED + ("meta", "depth", "visibility")
 """Fields of :func:`~torchssc.io.prepared.frame_paths` every prepared frame has; ``rgb`` and
