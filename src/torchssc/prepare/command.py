@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rgb.add_argument("--rgb-dir", metavar="DIR", default=None,
                      help="folder of NYU%%04d_colors.png (default: use NYU%%04d_colors.png beside "
                           "the .bin when present; frames without RGB are prepared without it)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--fine", action="store_true",
                         help="also write the 240x144x240 flipped TSDF (TSDFFine/, SSCNet input)")
     parser.add_argument("--tie-rule", choices=TIE_RULES, default="default",

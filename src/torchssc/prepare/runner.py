@@ -205,7 +205,9 @@ def prepare_split(
         split: ``"train"`` or ``"test"``; None infers it from ``raw_dir``'s name.
         rgb_dir: folder of ``NYU%04d_colors.png`` (every frame must have one there).
         rgb_mat: the official ``nyu_depth_v2_labeled.mat``; frame id = 1-based image index.
-        workers: worker processes (1 = in this process).
+        workers: worker processes (1 = in this process). Workers are started with
+            "forkserver" (or "spawn"), so a script calling this with ``workers > 1`` needs the
+            usual ``if __name__ == "__main__":`` guard.
         fine: also write the fine flipped TSDF (``TSDFFine/``, for SSCNet).
         tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
         intrinsics: camera intrinsics of the depth (and RGB) images.
