@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -77,25 +79,25 @@ def generate_frame(
     intrinsics: Intrinsics = NYU_INTRINSICS,
     noise: str = "kinect",
     timings: dict[str, float] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> SynthFrame:
     """Generate frame ``frame_id`` of the dataset with seed ``seed``.
 
     Args:
         intrinsics: camera model and image size (NYU 640x480 by default; tests use smaller).
         noise: ``"kinect"`` or ``"none"`` (exact ray-cast depth, rounded to mm when written).
-        timings: if given, filled with seconds per stage (layout, raycast, rgb, noise, voxelize).
+        timings: if given, seconds per stage (layout, raycast, rgb, noise, voxelize) are added to it.
+        clock: the clock of ``timings`` (e.g. ``time.process_time`` for CPU seconds).
     """
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    import time
-
-    clock = {"t": time.perf_counter()}
+    last = [clock()]
 
     def lap(name):
-        now = time.perf_counter()
+        now = clock()
         if timings is not None:
-            timings[name] = timings.get(name, 0.0) + now - clock["t"]
-        clock["t"] = now
+            timings[name] = timings.get(name, 0.0) + now - last[0]
+        last[0] = now
 
     scene_rng, look_rng, noise_rng = frame_streams(seed, frame_id)
     scene = sample_scene(scene_rng)

@@ -3,7 +3,7 @@
 RGB: each box has a base colour (per class, varied per instance) and a material giving a
 procedural texture in the face's own coordinates (value noise, wood grain, fabric weave, floor
 tiles, stripes); Lambertian shading from a point light plus ambient light; windows glow;
-a small per-frame exposure change and sensor noise.
+a small per-frame exposure change.
 
 Depth noise (``kinect``): axial noise growing with the square of the distance
 (Nguyen, Izadi & Lovell, "Modeling Kinect sensor noise for improved 3D reconstruction and
@@ -30,6 +30,7 @@ _LATTICE = np.random.default_rng(20200614).random(256 * 256).astype(np.float32)
 
 def _hash(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Deterministic pseudo-random floats in [0, 1) from integer lattice coordinates and a seed."""
+    seed = np.asarray(seed, np.int64) & 0xFFFF
     return _LATTICE[(((ix + seed * 31) & 255) << 8) | ((iy + (seed >> 8) * 17) & 255)]
 
 
@@ -42,14 +43,24 @@ def value_noise(x: np.ndarray, y: np.ndarray, seed: np.ndarray) -> np.ndarray:
     y = np.asarray(y, np.float32)
     fx, fy = np.floor(x), np.floor(y)
     tx, ty = x - fx, y - fy
-    tx, ty = tx * tx * (3 - 2 * tx), ty * ty * (3 - 2 * ty)
-    ix = (fx.astype(np.int64) + seed * 31) & 255
-    iy = (fy.astype(np.int64) + (seed >> 8) * 17) & 255
-    ix0, ix1 = ix << 8, ((ix + 1) & 255) << 8
+    tx *= tx * (3 - 2 * tx)
+    ty *= ty * (3 - 2 * ty)
+    seed = (np.asarray(seed, np.int64) & 0xFFFF).astype(np.int32)  # only the low 16 bits matter
+    ix = fx.astype(np.int32)
+    ix += seed * 31
+    ix &= 255
+    iy = fy.astype(np.int32)
+    iy += (seed >> 8) * 17
+    iy &= 255
+    ix0 = ix << 8
+    ix1 = ((ix + 1) & 255) << 8
     iy1 = (iy + 1) & 255
-    top = _LATTICE[ix0 | iy] * (1 - tx) + _LATTICE[ix1 | iy] * tx
-    bottom = _LATTICE[ix0 | iy1] * (1 - tx) + _LATTICE[ix1 | iy1] * tx
-    return top * (1 - ty) + bottom * ty
+    top = _LATTICE[ix0 | iy]
+    top += (_LATTICE[ix1 | iy] - top) * tx
+    bottom = _LATTICE[ix0 | iy1]
+    bottom += (_LATTICE[ix1 | iy1] - bottom) * tx
+    top += (bottom - top) * ty
+    return top
 
 
 def texture(material: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -125,7 +136,6 @@ def shade(scene: Scene, surf: dict[str, np.ndarray], rng: np.random.Generator,
     gradient = 0.9 + 0.1 * np.clip(surf["world"][:, 2] / np.float32(scene.size[2]), 0, 1)
     lit = np.where(glow, 1.05 * gradient, lit)
     rgb = color * (lit[:, None] * np.float32(rng.uniform(0.85, 1.15)))
-    rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(0.012)
     image = np.zeros((intrinsics.height * intrinsics.width, 3), dtype=np.uint8)
     image[surf["pixels"]] = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return image.reshape(intrinsics.height, intrinsics.width, 3)
@@ -168,11 +178,14 @@ def kinect_noise(depth: np.ndarray, surf: dict[str, np.ndarray], rng: np.random.
     drop[:, 1:] |= jump[:, :-1] & (rng.random((h, w - 1)) < 0.5)
     # a few random holes (ellipses)
     scale = w / 640.0
-    vv, uu = np.mgrid[0:h, 0:w]
     for _ in range(int(rng.integers(0, 5))):
         cu, cv = rng.uniform(0, w), rng.uniform(0, h)
         ru, rv = rng.uniform(3, 25, 2) * scale + 1
-        drop |= ((uu - cu) / ru) ** 2 + ((vv - cv) / rv) ** 2 <= 1.0
+        u0, u1 = max(int(cu - ru), 0), min(int(cu + ru) + 1, w)
+        v0, v1 = max(int(cv - rv), 0), min(int(cv + rv) + 1, h)
+        uu = (np.arange(u0, u1) - cu) / ru
+        vv = (np.arange(v0, v1) - cv) / rv
+        drop[v0:v1, u0:u1] |= vv[:, None] ** 2 + uu[None, :] ** 2 <= 1.0
     # invalid border columns (left wide, right narrow)
     left, right = int(rng.integers(6, 15) * scale), int(rng.integers(0, 6) * scale)
     drop[:, :left] = True
