@@ -123,9 +123,12 @@ def as_labels(array: np.ndarray, *, classes: str = "auto", source: str = "volume
 
 
 def _read_array(path: Path, key: str | None) -> np.ndarray:
-    try:
-        if path.suffix == ".npy":
+    if path.suffix == ".npy":
+        try:
             return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path}: unreadable .npy ({exc})") from None
+    try:
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
             if key is None:
@@ -139,6 +142,10 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
                 raise ValueError(f"{path}: has no array '{key}' (found {keys})")
             return data[key]
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
         raise ValueError(f"{path}: unreadable ({exc})") from None
 
 
@@ -203,8 +210,10 @@ def frustum_mask(
     """
     index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1) + 0.5
     cam = world_to_camera(grid_to_world(index, origin, voxel), pose)
+    front = cam[..., 2] > 0
+    cam[..., 2] = np.where(front, cam[..., 2], 1.0)  # keep projection finite behind the camera
     u, v = project(cam, intrinsics)
-    return (cam[..., 2] > 0) & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+    return front & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
 
 
 def weight_mask(label_weight: np.ndarray, shape: Sequence[int]) -> np.ndarray:
