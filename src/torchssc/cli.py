@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
     "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
+    "eval": ("torchssc.engine.eval_command", "evaluate checkpoints under a named protocol"),
     "viz": ("torchssc.viz.command", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
 }
 

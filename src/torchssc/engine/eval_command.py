@@ -1,0 +1,90 @@
+"""``torchssc eval RUN_OR_CONFIG --checkpoints SPEC [--protocol P] [--split S] [--save DIR] [key=value ...]``.
+
+RUN_OR_CONFIG is a run folder (its ``config.yaml`` is read) or a YAML recipe (its run folder is
+``<run.dir>/<run.name>``). ``--checkpoints``: ``200-250``, ``250``, ``last``, ``all``, a checkpoint
+file, or a comma list of those. ``--protocol``: ``torchssc`` (default), ``sscnet``, ``all`` (the
+MonoScene protocol), a comma list such as ``torchssc,all``, or ``every`` for the three.
+Reports go to ``<run folder>/eval/<checkpoint stem>_<protocol>.json`` and ``.md`` (``--out``
+to change). Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
+See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from torchssc.config import load_config, run_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder or a YAML recipe")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. data.root=DATA/NYU eval.seed=1"
+    )
+    parser.add_argument(
+        "--checkpoints",
+        default="last",
+        metavar="SPEC",
+        help="epochs A-B (inclusive), N, last, all, a checkpoint path, or a comma list (default: last)",
+    )
+    parser.add_argument(
+        "--protocol",
+        default=None,
+        metavar="P",
+        help="torchssc | sscnet | all (MonoScene) | a comma list | every (default: the recipe's eval.protocol)",
+    )
+    parser.add_argument("--split", default="test", help="split list of data.root to evaluate (default: test)")
+    parser.add_argument("--save", default=None, metavar="DIR", help="save DIR/results/<id>.npy and results_sketch/<id>.npy")
+    parser.add_argument("--out", default=None, metavar="DIR", help="report folder (default: <run folder>/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _setup_logging() -> None:
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple[dict, Path]:
+    """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``) or a YAML recipe."""
+    path = Path(run_or_config)
+    if path.is_dir():
+        config_path = path / "config.yaml"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{path}: a run folder must hold config.yaml")
+        return load_config(config_path, overrides), path
+    if path.is_file():
+        cfg = load_config(path, overrides)
+        return cfg, run_dir(cfg)
+    raise FileNotFoundError(f"{path}: neither a run folder nor a config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, run_checkpoints, summary_table
+    from torchssc.metrics import format_results
+
+    _setup_logging()
+    cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
+    protocols = parse_protocols(args.protocol if args.protocol is not None else cfg["eval"]["protocol"])
+    checkpoints = run_checkpoints(args.checkpoints, folder)
+    out_dir = Path(args.out) if args.out else folder / "eval"
+    records = evaluate_checkpoints(
+        cfg,
+        checkpoints,
+        protocols=protocols,
+        split=args.split,
+        out_dir=out_dir,
+        save_dir=args.save,
+        progress=not args.no_progress,
+    )
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        for record in records:
+            title = f"{Path(record['checkpoint']).stem} (epoch {record['epoch']}) on split '{record['split']}'"
+            print(format_results(record["metrics"], title=title))
+        print(summary_table(records))
+        print(f"\nreports: {out_dir}")
+    return 0
