@@ -3,15 +3,16 @@
 For every label-grid voxel, the flat pixel index ``v * W + u`` of a pixel whose back-projected
 depth point falls in it — the **largest** such index when several do — and ``W * H`` where none
 does. A point falls in label voxel ``floor(fine_index / factor)``, with the fine index computed
-exactly as for the TSDF's surface voxels (:func:`torchssc.geometry.depth_to_grid_index`), so a
-mapped voxel always contains a fine surface voxel.
+exactly as for the TSDF's surface voxels (:func:`torchssc.prepare.tsdf.depth_hits`), so a mapped
+voxel always contains a fine surface voxel.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, depth_to_grid_index
+from torchssc.geometry import DOWNSAMPLE, FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics
+from torchssc.prepare.tsdf import depth_hits
 
 
 def voxel_pixel_mapping(
@@ -23,6 +24,7 @@ def voxel_pixel_mapping(
     voxel: float = FINE_VOXEL,
     fine_shape: tuple[int, int, int] = FINE_SHAPE,
     factor: int = DOWNSAMPLE,
+    hits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Largest pixel index per label-grid voxel.
 
@@ -30,6 +32,8 @@ def voxel_pixel_mapping(
         depth: ``(H, W)`` metres, 0 = missing. pose: ``(4, 4)`` camera-to-world.
         origin: ``(3,)`` world corner of the grid. voxel, fine_shape: the fine grid.
         factor: fine voxels per label voxel along each axis.
+        hits: the result of :func:`~torchssc.prepare.tsdf.depth_hits` for these arguments, if
+            already computed.
     Returns:
         ``(prod(fine_shape) / factor³,) int64`` flat pixel indices in C order of the label grid
         ``fine_shape / factor``; ``W * H`` = no pixel.
@@ -40,9 +44,10 @@ def voxel_pixel_mapping(
     if any(s % factor for s in fine_shape):
         raise ValueError(f"fine grid {fine_shape} is not divisible by {factor}")
     small = tuple(s // factor for s in fine_shape)
-    idx, valid = depth_to_grid_index(depth, pose, origin, intrinsics, voxel, fine_shape)
-    pixels = np.flatnonzero(valid.ravel())  # increasing flat pixel indices
-    cell = idx.reshape(-1, 3)[pixels] // factor
+    if hits is None:
+        hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=fine_shape)
+    pixels, fine_idx = hits  # pixels: increasing flat pixel indices
+    cell = fine_idx // factor
     voxels = np.ravel_multi_index((cell[:, 0], cell[:, 1], cell[:, 2]), small)
     mapping = np.full(int(np.prod(small)), intrinsics.num_pixels, dtype=np.int64)
     # Pixels are in increasing order, so after a stable sort by voxel the last of each run is

@@ -21,10 +21,10 @@ from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample
 from torchssc.prepare.label_weight import label_weight as compute_label_weight
 from torchssc.prepare.mapping import voxel_pixel_mapping
 from torchssc.prepare.sketch import sketch_from_labels
-from torchssc.prepare.tsdf import compute_tsdf
+from torchssc.prepare.tsdf import compute_tsdf, depth_hits
 from torchssc.prepare.visibility import visibility_volume
 
-STAGES = ("tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine")
+STAGES = ("hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine")
 """Keys of the ``timings`` dict filled by :func:`prepare_frame`."""
 
 
@@ -85,8 +85,10 @@ def prepare_frame(
     pose = np.asarray(pose, dtype=np.float64)
     origin = np.asarray(origin, dtype=np.float64).reshape(-1)
 
+    with _timed(timings, "hits"):
+        hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
     with _timed(timings, "tsdf"):
-        fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
+        fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape, hits=hits)
     with _timed(timings, "labels"):
         label = downsample_labels(raw_labels, tie_rule=tie_rule)
     with _timed(timings, "tsdf_mean"):
@@ -94,7 +96,9 @@ def prepare_frame(
     with _timed(timings, "label_weight"):
         weight = compute_label_weight(label, tsdf)
     with _timed(timings, "mapping"):
-        mapping = voxel_pixel_mapping(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, fine_shape=shape)
+        mapping = voxel_pixel_mapping(
+            depth, pose, origin, intrinsics=intrinsics, voxel=voxel, fine_shape=shape, hits=hits
+        )
     with _timed(timings, "sketch"):
         sketch = sketch_from_labels(label)
     with _timed(timings, "visibility"):

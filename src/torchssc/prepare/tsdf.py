@@ -15,10 +15,13 @@ Definition (grid axes and corner convention as in :mod:`torchssc.geometry`):
 
 How it is made fast without changing the result:
 
-* Camera coordinates of voxel corners are affine in the voxel index, so each is a sum of three
-  1-D terms; the projection test ``round(fx * x / z + cx) in [0, W)`` is evaluated as
-  ``0 < (fx * x + (cx + 0.5) * z) / z < W`` (mathematically the same; float64), one slab of the
-  grid at a time so the temporaries stay in cache.
+* Camera coordinates of voxel corners are affine in the voxel index, so each is a sum of 1-D
+  terms. ``round_half_away(fx * x / z + cx)`` equals ``trunc(q) - 1`` with
+  ``q = (fx * x + (cx + 1.5) * z) / z`` whenever ``q > 1`` (the same number, float64), so one
+  division per axis and a lookup in a depth table padded by a one-pixel "outside" border give
+  the pixel, its depth and its validity. The grid is processed a few slabs at a time so the
+  temporaries stay in cache, and the signed distance comes from one table lookup indexed by
+  (observation state, squared distance).
 * The distance is only needed up to the truncation (12 voxels). The squared distance is
   separable (``min da² + db² + dc²`` = three 1-D min-plus passes), so it is computed exactly in
   integers, capped at ``12² + 1``, on the bounding box of the surface voxels grown by 12 voxels
@@ -36,7 +39,6 @@ from torchssc.geometry import (
     FINE_VOXEL,
     NYU_INTRINSICS,
     Intrinsics,
-    depth_to_grid_index,
 )
 
 TRUNCATION_VOXELS = 12
@@ -51,6 +53,19 @@ FLIP_EPS = 0.001
 """SSCNet's flip floor: free/unknown voxels become 0.001, occluded ones -0.001."""
 
 
+# Per-voxel observation state (FineTSDF.state), ordered so that a larger value is "more seen".
+STATE_OUTSIDE_VIEW = 0
+"""Behind the camera or projecting outside the image."""
+STATE_NO_DEPTH = 1
+"""In view, but the depth at its pixel is missing or outside [0.5, 8] m."""
+STATE_FRONT = 2
+"""Observed, in front of the measured surface (sign +1)."""
+STATE_BEHIND = 3
+"""Observed, behind the measured surface (sign -1, occluded)."""
+STATE_SURFACE = 4
+"""Contains a back-projected depth point."""
+
+
 @dataclass
 class FineTSDF:
     """Core TSDF result on a grid of shape ``(D, H, W)`` (axes per :mod:`torchssc.geometry`).
@@ -58,23 +73,35 @@ class FineTSDF:
     Attributes:
         distance: ``(D, H, W) float32`` signed truncated distance ``sign * min(1, dist / T)`` on
             observed voxels, 0 on surface voxels, 0 on unobserved voxels.
-        observed: ``(D, H, W) bool``: surface voxels plus the voxels observed by step 2.
-        surface: ``(D, H, W) bool``: voxels containing a back-projected depth point.
-        in_view: ``(D, H, W) bool``: non-surface voxels whose corner is in front of the camera
-            and projects inside the image, whatever the depth there (a superset of the
-            non-surface observed voxels; the difference is missing/out-of-range depth).
+        state: ``(D, H, W) uint8`` observation state of every voxel, one of ``STATE_*``
+            (0 outside view, 1 in view without valid depth, 2 observed in front, 3 observed
+            behind, 4 surface).
     """
 
     distance: np.ndarray
-    observed: np.ndarray
-    surface: np.ndarray
-    in_view: np.ndarray
+    state: np.ndarray
+
+    @property
+    def surface(self) -> np.ndarray:
+        """``(D, H, W) bool``: voxels containing a back-projected depth point."""
+        return self.state == STATE_SURFACE
+
+    @property
+    def observed(self) -> np.ndarray:
+        """``(D, H, W) bool``: surface voxels plus the voxels observed by step 2."""
+        return self.state >= STATE_FRONT
+
+    @property
+    def in_view(self) -> np.ndarray:
+        """``(D, H, W) bool``: non-surface voxels in front of the camera projecting inside the
+        image, whatever the depth there (observed or not)."""
+        return (self.state >= STATE_NO_DEPTH) & (self.state <= STATE_BEHIND)
 
     def filled(self, fill: float) -> np.ndarray:
         """``(D, H, W) float32``: :attr:`distance` with unobserved voxels set to ``fill``."""
         out = self.distance.copy()
         if fill != 0.0:
-            out[~self.observed] = np.float32(fill)
+            out[self.state < STATE_FRONT] = np.float32(fill)
         return out
 
     def torchssc_values(self) -> np.ndarray:
@@ -117,6 +144,42 @@ def _check_inputs(depth, pose, origin, intrinsics: Intrinsics):
     return depth, pose, origin
 
 
+def depth_hits(
+    depth: np.ndarray,
+    pose: np.ndarray,
+    origin: np.ndarray,
+    *,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    voxel: float = FINE_VOXEL,
+    shape: tuple[int, int, int] = FINE_SHAPE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel of every back-projected depth point inside the grid (step 1).
+
+    Same arithmetic as :func:`torchssc.geometry.depth_to_grid_index` (floor rounding), on the
+    valid pixels only.
+
+    Args:
+        depth: ``(H, W)`` metres, 0 = missing. pose: ``(4, 4)`` camera-to-world.
+        origin: ``(3,)`` world corner of the grid. voxel: edge (m). shape: grid shape.
+    Returns:
+        ``(pixels, voxels)``: ``(N,) int64`` flat pixel indices ``v * W + u`` in increasing
+        order, and ``(N, 3) int64`` voxel indices ``(a, b, c)`` inside ``shape``.
+    """
+    depth, pose, origin = _check_inputs(depth, pose, origin, intrinsics)
+    pixels = np.flatnonzero(depth.ravel() > 0)
+    d = depth.ravel()[pixels].astype(np.float64)
+    v, u = np.divmod(pixels, intrinsics.width)
+    cam = np.empty((pixels.size, 3), dtype=np.float64)
+    cam[:, 0] = (u.astype(np.float64) - intrinsics.cx) * d / intrinsics.fx
+    cam[:, 1] = (v.astype(np.float64) - intrinsics.cy) * d / intrinsics.fy
+    cam[:, 2] = d
+    world = cam @ pose[:3, :3].T + pose[:3, 3]
+    grid = ((world - origin) / voxel)[:, [0, 2, 1]]  # world (x, y, z) -> array axes (X, Z, Y)
+    idx = np.floor(grid).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+    return pixels[inside], idx[inside]
+
+
 def surface_voxels(
     depth: np.ndarray,
     pose: np.ndarray,
@@ -126,87 +189,107 @@ def surface_voxels(
     voxel: float = FINE_VOXEL,
     shape: tuple[int, int, int] = FINE_SHAPE,
 ) -> np.ndarray:
-    """Voxels hit by back-projected depth points (step 1).
+    """Voxels hit by back-projected depth points (step 1): ``shape`` bool array.
 
-    Args:
-        depth: ``(H, W)`` metres, 0 = missing. pose: ``(4, 4)`` camera-to-world.
-        origin: ``(3,)`` world corner of the grid. voxel: edge (m). shape: grid shape.
-    Returns:
-        ``shape`` bool array.
+    Args: as :func:`depth_hits`.
     """
-    depth, pose, origin = _check_inputs(depth, pose, origin, intrinsics)
-    idx, valid = depth_to_grid_index(depth, pose, origin, intrinsics, voxel, shape)
+    _, voxels = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
     surface = np.zeros(shape, dtype=bool)
-    hit = idx[valid]
-    surface[hit[:, 0], hit[:, 1], hit[:, 2]] = True
+    surface[voxels[:, 0], voxels[:, 1], voxels[:, 2]] = True
     return surface
 
 
-def _project_grid(
+def _observe_grid(
     depth: np.ndarray,
     pose: np.ndarray,
     origin: np.ndarray,
     intrinsics: Intrinsics,
     voxel: float,
     shape: tuple[int, int, int],
+    squared: np.ndarray,
+    truncation: int,
     slab: int = 4,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 2-3 without the distance: per voxel corner, is it in view / observed / behind?
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2-3 for every voxel, given the capped squared distances.
+
+    Surface voxels are not special-cased here (the caller overrides them).
 
     Returns:
-        ``(in_view, observed, behind)``, each ``shape`` bool: in front of the camera and inside
-        the image; additionally depth in [0.5, 8] m there; additionally ``depth - z <= -1e-4``
-        (sign -1). Surface voxels are not excluded here.
+        ``(state, distance)``: ``shape`` uint8 ``STATE_*`` codes 0..3 and float32 signed
+        truncated distances (0 where not observed).
     """
     d0, d1, d2 = shape
+    width, height = intrinsics.width, intrinsics.height
     rot, t = pose[:3, :3], pose[:3, 3]
-    # Camera coordinates of the corner of voxel (a, b, c): R^T (origin + voxel*(a, c, b) - t)
+    # Camera coordinates of the corner of voxel (a, b, c): R^T (origin + voxel * (a, c, b) - t)
     #   = base + a * voxel * R[0] + b * voxel * R[2] + c * voxel * R[1]   (rows of R).
     base = rot.T @ (origin - t)
     step_a, step_b, step_c = voxel * rot[0], voxel * rot[2], voxel * rot[1]
-    fx, fy, cx, cy = intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy
-    width, height = intrinsics.width, intrinsics.height
-    # Projective numerators: u + 0.5 = (fx x + (cx + 0.5) z) / z, likewise for v.
-    lin_u = fx * np.array([1.0, 0.0, 0.0]) + (cx + 0.5) * np.array([0.0, 0.0, 1.0])
-    lin_v = fy * np.array([0.0, 1.0, 0.0]) + (cy + 0.5) * np.array([0.0, 0.0, 1.0])
-    rows = np.stack([lin_u, lin_v, np.array([0.0, 0.0, 1.0])])  # (3, 3): numerators u, v and z
-    ia, ib, ic = np.arange(d0), np.arange(d1), np.arange(d2)
-    # (3, d1, d2) planes of b, c terms plus base; (3, d0) terms of a.
-    plane = (rows @ base)[:, None, None] + (rows @ step_b)[:, None, None] * ib[None, :, None] + (
-        rows @ step_c
-    )[:, None, None] * ic[None, None, :]
-    along_a = (rows @ step_a)[:, None] * ia[None, :]
+    # Rows giving the numerators of qu = fx x / z + cx + 1.5 and qv = fy y / z + cy + 1.5, and z:
+    # round_half_away(fx x / z + cx) = trunc(qu) - 1 whenever qu > 1, so a voxel is in view iff
+    # z > 0, 1 < qu < W + 1 and 1 < qv < H + 1; trunc(qu), trunc(qv) index a depth table padded
+    # by one pixel on each side, whose border marks "outside the image".
+    rows = np.array(
+        [
+            [intrinsics.fx, 0.0, intrinsics.cx + 1.5],
+            [0.0, intrinsics.fy, intrinsics.cy + 1.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    ib, ic = np.arange(d1, dtype=np.float64), np.arange(d2, dtype=np.float64)
+    plane = (
+        (rows @ base)[:, None, None]
+        + (rows @ step_b)[:, None, None] * ib[None, :, None]
+        + (rows @ step_c)[:, None, None] * ic[None, None, :]
+    )  # (3, d1, d2)
+    along_a = (rows @ step_a)[:, None] * np.arange(d0, dtype=np.float64)[None, :]  # (3, d0)
+    z_plane_min = plane[2].min()
 
-    depth_ext = np.append(np.asarray(depth, dtype=np.float64).ravel(), 0.0)  # last = "no pixel"
-    no_pixel = width * height
-    in_view = np.empty(shape, dtype=bool)
-    observed = np.empty(shape, dtype=bool)
-    behind = np.empty(shape, dtype=bool)
+    # Padded (H + 2, W + 2) tables: pixel code (0 border, 1 no valid depth, 2 valid depth) and
+    # depth (NaN where not valid, so that comparisons with it are False).
+    depth64 = np.asarray(depth, dtype=np.float64)
+    valid = (depth64 >= MIN_DEPTH) & (depth64 <= MAX_DEPTH)
+    code_tab = np.zeros((height + 2, width + 2), dtype=np.uint8)
+    code_tab[1:-1, 1:-1] = np.where(valid, STATE_FRONT, STATE_NO_DEPTH)
+    depth_tab = np.full((height + 2, width + 2), np.nan)
+    depth_tab[1:-1, 1:-1] = np.where(valid, depth64, np.nan)
+    code_tab, depth_tab = code_tab.ravel(), depth_tab.ravel()
+    # distance lookup by (state, squared distance): 0 unless observed, then +-min(1, sqrt(sq)/T)
+    cap = truncation * truncation + 1
+    mag = np.minimum(1.0, np.sqrt(np.arange(cap + 1)) / truncation).astype(np.float32)
+    dist_tab = np.zeros((4, cap + 1), dtype=np.float32)
+    dist_tab[STATE_FRONT], dist_tab[STATE_BEHIND] = mag, -mag
+    dist_tab = dist_tab.ravel()
+
+    state = np.empty(shape, dtype=np.uint8)
+    distance = np.empty(shape, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         for a0 in range(0, d0, slab):
             a1 = min(a0 + slab, d0)
-            num_u = plane[0] + along_a[0, a0:a1, None, None]
-            num_v = plane[1] + along_a[1, a0:a1, None, None]
             z = plane[2] + along_a[2, a0:a1, None, None]
-            pu = np.divide(num_u, z, out=num_u)  # u + 0.5 before flooring
-            pv = np.divide(num_v, z, out=num_v)
-            view = z > 0
-            view &= pu > 0
-            view &= pu < width
-            view &= pv > 0
-            view &= pv < height
-            pix = pv.astype(np.int64)  # floor (positive where it matters)
-            pix *= width
-            pix += pu.astype(np.int64)
-            pix[~view] = no_pixel
-            d = depth_ext[pix]
-            obs = d >= MIN_DEPTH
-            obs &= d <= MAX_DEPTH
-            d -= z
-            in_view[a0:a1] = view
-            observed[a0:a1] = obs
-            behind[a0:a1] = obs & (d <= -SIGN_EPS)
-    return in_view, observed, behind
+            qu = plane[0] + along_a[0, a0:a1, None, None]
+            qv = plane[1] + along_a[1, a0:a1, None, None]
+            np.divide(qu, z, out=qu)
+            np.divide(qv, z, out=qv)
+            if z_plane_min + along_a[2, a0:a1].min() <= 0:  # part of the slab is behind the camera
+                behind_cam = z <= 0
+                qu[behind_cam] = 0.0
+                qv[behind_cam] = 0.0
+            np.clip(qu, 0.0, width + 1.0, out=qu)
+            np.clip(qv, 0.0, height + 1.0, out=qv)
+            pix = qv.astype(np.intp)
+            pix *= width + 2
+            pix += qu.astype(np.intp)
+            code = np.take(code_tab, pix)
+            diff = np.take(depth_tab, pix)
+            diff -= z
+            code += diff <= -SIGN_EPS  # observed and behind: 2 -> 3 (NaN compares False)
+            state[a0:a1] = code
+            key = code.astype(np.intp)
+            key *= cap + 1
+            key += squared[a0:a1]
+            np.take(dist_tab, key, out=distance[a0:a1])
+    return state, distance
 
 
 def _minplus_pass(f: np.ndarray, truncation: int, cap: int) -> np.ndarray:
@@ -233,32 +316,42 @@ def _minplus_pass(f: np.ndarray, truncation: int, cap: int) -> np.ndarray:
 def truncated_squared_distance(surface: np.ndarray, truncation: int = TRUNCATION_VOXELS) -> np.ndarray:
     """Exact squared Euclidean distance (voxels) to the nearest ``True`` voxel, capped.
 
+    ``min(da² + db² + dc²)`` is separable: the 1-D squared distance along axis 0 (written
+    directly around each ``True`` voxel), then two min-plus passes with ``d²`` along axes 1 and
+    2. Every value is an exact small integer; anything beyond ``T`` is capped.
+
     Args:
         surface: ``(D, H, W) bool``.
-        truncation: T (voxels), at most 15.
+        truncation: T (voxels), 1..15.
     Returns:
         ``(D, H, W) uint8``: ``min(d², T² + 1)``; ``T² + 1`` means "farther than T" (also when
-        there is no surface voxel at all).
+        there is no ``True`` voxel at all).
     """
     if not 1 <= truncation <= 15:
         raise ValueError(f"truncation must be in 1..15 voxels, got {truncation}")
     cap = truncation * truncation + 1
     surface = np.asarray(surface, dtype=bool)
     out = np.full(surface.shape, cap, dtype=np.uint8)
-    if not surface.any():
+    hits = np.argwhere(surface)
+    if hits.size == 0:
         return out
-    lo, hi = [], []
-    for axis in range(3):
-        hit = np.flatnonzero(surface.any(axis=tuple(i for i in range(3) if i != axis)))
-        lo.append(max(int(hit[0]) - truncation, 0))
-        hi.append(min(int(hit[-1]) + truncation + 1, surface.shape[axis]))
-    crop = tuple(slice(l, h) for l, h in zip(lo, hi))
-    f = np.where(surface[crop], np.uint8(0), np.uint8(cap))
-    # Three separable passes, each on a contiguous copy with the pass axis first.
-    f = _minplus_pass(f, truncation, cap)                                        # axes (0, 1, 2)
-    f = _minplus_pass(np.ascontiguousarray(f.transpose(1, 0, 2)), truncation, cap)  # (1, 0, 2)
-    f = _minplus_pass(np.ascontiguousarray(f.transpose(2, 1, 0)), truncation, cap)  # (2, 0, 1)
-    out[crop] = f.transpose(1, 2, 0)
+    # bounding box of the surface grown by T: everything outside is farther than T
+    lo = np.maximum(hits.min(axis=0) - truncation, 0)
+    hi = np.minimum(hits.max(axis=0) + truncation + 1, surface.shape)
+    crop_shape = tuple(int(x) for x in hi - lo)
+    hits = hits - lo
+    f = np.full(crop_shape, cap, dtype=np.uint8)
+    flat = np.ravel_multi_index((hits[:, 0], hits[:, 1], hits[:, 2]), crop_shape)
+    stride = crop_shape[1] * crop_shape[2]
+    # pass 1 (axis 0): from the largest offset to 0, so smaller squares overwrite larger ones
+    for d in range(truncation, -1, -1):
+        for sgn in ((1, -1) if d else (1,)):
+            a = hits[:, 0] + sgn * d
+            ok = (a >= 0) & (a < crop_shape[0])
+            f.ravel()[flat[ok] + sgn * d * stride] = d * d
+    f = _minplus_pass(np.ascontiguousarray(f.transpose(1, 0, 2)), truncation, cap)  # axes (1, 0, 2)
+    f = _minplus_pass(np.ascontiguousarray(f.transpose(2, 1, 0)), truncation, cap)  # axes (2, 0, 1)
+    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = f.transpose(1, 2, 0)
     return out
 
 
@@ -271,8 +364,9 @@ def compute_tsdf(
     voxel: float = FINE_VOXEL,
     shape: tuple[int, int, int] = FINE_SHAPE,
     truncation: int = TRUNCATION_VOXELS,
+    hits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FineTSDF:
-    """SSCNet's fine TSDF (module docstring) as signed distance + masks.
+    """SSCNet's fine TSDF (module docstring) as signed distance + observation state.
 
     Args:
         depth: ``(H, W)`` metres (0 = missing), ``H, W`` as in ``intrinsics``.
@@ -280,6 +374,7 @@ def compute_tsdf(
         intrinsics: pinhole intrinsics and image size.
         voxel: voxel edge (m). shape: grid shape, axes [world X, world Z, world Y].
         truncation: truncation distance in voxels (12 = 0.24 m at 0.02 m).
+        hits: the result of :func:`depth_hits` for these arguments, if already computed.
     Returns:
         :class:`FineTSDF`.
     """
@@ -287,16 +382,16 @@ def compute_tsdf(
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"grid shape must be 3 positive sizes, got {shape}")
-    surface = surface_voxels(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
-    in_view, observed, behind = _project_grid(depth, pose, origin, intrinsics, voxel, shape)
-    in_view &= ~surface
-    observed &= ~surface
-    behind &= ~surface
-
-    sq = truncated_squared_distance(surface, truncation)
-    lut = np.minimum(1.0, np.sqrt(np.arange(truncation * truncation + 2)) / truncation).astype(np.float32)
-    distance = lut[sq]
-    np.negative(distance, out=distance, where=behind)
-    observed |= surface
-    distance[~observed] = 0.0
-    return FineTSDF(distance=distance, observed=observed, surface=surface, in_view=in_view)
+    if not 1 <= truncation <= 15:
+        raise ValueError(f"truncation must be in 1..15 voxels, got {truncation}")
+    if hits is None:
+        hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
+    voxels = hits[1]
+    surface_flat = np.ravel_multi_index((voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)
+    surface = np.zeros(shape, dtype=bool)
+    surface.ravel()[surface_flat] = True
+    squared = truncated_squared_distance(surface, truncation)
+    state, distance = _observe_grid(depth, pose, origin, intrinsics, voxel, shape, squared, truncation)
+    state.ravel()[surface_flat] = STATE_SURFACE
+    distance.ravel()[surface_flat] = 0.0
+    return FineTSDF(distance=distance, state=state)

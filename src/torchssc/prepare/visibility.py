@@ -37,27 +37,12 @@ from torchssc.geometry import (
     VIS_OUTSIDE_VIEW,
     VIS_SURFACE,
 )
+from torchssc.prepare.downsample import block_reduce
 
 PRIORITY_TO_CODE = np.array(
     [VIS_OUTSIDE_VIEW, VIS_MISSING_DEPTH, VIS_FREE, VIS_OCCLUDED, VIS_SURFACE], dtype=np.uint8
 )
 """Visibility code of each fine-voxel priority 0..4 (module docstring)."""
-
-
-def fine_priority(distance: np.ndarray, observed: np.ndarray, surface: np.ndarray, in_view: np.ndarray) -> np.ndarray:
-    """Priority 0..4 of every fine voxel (module docstring).
-
-    Args:
-        distance, observed, surface, in_view: ``(D, H, W)`` fields of a ``FineTSDF``.
-    Returns:
-        ``(D, H, W) uint8``.
-    """
-    prio = np.asarray(in_view, dtype=np.uint8)             # 1: in view (missing depth so far)
-    observed = np.asarray(observed, dtype=bool)
-    prio[observed] = 2                                      # free
-    prio[observed & (np.asarray(distance) < 0)] = 3         # occluded
-    prio[np.asarray(surface, dtype=bool)] = 4               # surface
-    return prio
 
 
 def visibility_volume(tsdf, label: np.ndarray, factor: int = DOWNSAMPLE) -> np.ndarray:
@@ -75,8 +60,8 @@ def visibility_volume(tsdf, label: np.ndarray, factor: int = DOWNSAMPLE) -> np.n
     label = np.asarray(label)
     if any(s % factor for s in shape) or label.shape != small:
         raise ValueError(f"label shape {label.shape} does not match the fine grid {shape} / {factor}")
-    prio = fine_priority(tsdf.distance, tsdf.observed, tsdf.surface, tsdf.in_view)
-    block = prio.reshape(small[0], factor, small[1], factor, small[2], factor).max(axis=(1, 3, 5))
+    # FineTSDF.state codes 0..4 are exactly the priorities of the table above
+    block = block_reduce(tsdf.state, np.maximum, factor)
     vis = PRIORITY_TO_CODE[block]
     vis[label == IGNORE_LABEL] = VIS_OUTSIDE_ROOM
     return vis
