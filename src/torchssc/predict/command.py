@@ -1,0 +1,68 @@
+"""``torchssc predict``: one RGB-D frame of your own → completed scene (.npy, renders, meshes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from torchssc.geometry import LABEL_VOXEL, NYU_INTRINSICS, Intrinsics
+from torchssc.io.atomic import atomic_path, write_bytes_atomic
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
+    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
+    parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
+    pose = parser.add_mutually_exclusive_group()
+    pose.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers")
+    pose.add_argument("--estimate-pose", action="store_true",
+                      help="estimate gravity, floor height and room directions from the depth (the default without --pose)")
+    parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
+                        help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
+    parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
+                        help="16-bit PNG encoding (auto: SSCNet's rotated millimetres if every value is a multiple of 8)")
+    parser.add_argument("--out", default="prediction", help="output folder (default: ./prediction)")
+    parser.add_argument("--name", default="scene", help="file stem of the outputs")
+    parser.add_argument("--formats", default="npy,png,ply,glb,html", help="comma list of npy,png,ply,glb,html")
+    parser.add_argument("--mask", default="", help="comma list of masks for the renders: frustum")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model's sampling and of RANSAC")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from torchssc.predict.predict import load_trained_model, predict_labels, prepare_inputs
+    from torchssc.viz.export import export_scene
+    from torchssc.viz.volumes import Volume
+
+    formats = [f for f in args.formats.split(",") if f]
+    model, cfg = load_trained_model(args.checkpoint, args.device)
+    fine = bool(cfg.get("data", {}).get("fine", False))
+    batch, pose, origin, how = prepare_inputs(
+        args.depth, rgb_path=args.rgb, pose_path=args.pose, intrinsics=args.intrinsics,
+        depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,
+    )
+    print(how)
+    labels = predict_labels(model, batch, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if "npy" in formats:
+        with atomic_path(out / f"{args.name}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, labels)
+        write_bytes_atomic(out / f"{args.name}_pose.txt",
+                           (np.array2string(pose, precision=6, separator=" ").replace("[", "").replace("]", "") + "\n").encode())
+        written += [out / f"{args.name}.npy", out / f"{args.name}_pose.txt"]
+    viz_formats = [f for f in formats if f != "npy"]
+    if viz_formats:
+        volume = Volume(labels=labels, voxel=LABEL_VOXEL, origin=origin, pose=pose,
+                        intrinsics=args.intrinsics, name="prediction")
+        masks = [m for m in args.mask.split(",") if m]
+        written += export_scene(out, args.name, pred=volume, formats=viz_formats, masks=masks)
+    counts = np.bincount(labels.ravel(), minlength=12)
+    print(f"occupied voxels: {int(counts[1:].sum())} of {labels.size}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,187 @@
+"""Run a trained model on one RGB-D frame of your own.
+
+Steps: read the depth (and RGB) → pose from a file or :func:`torchssc.predict.pose.estimate_pose`
+→ the SPEC box origin (:func:`torchssc.geometry.voxel_origin_for_pose`) → the model's inputs by
+the same preparation code as the datasets (fine TSDF → 60-grid TSDF mean, voxel→pixel mapping)
+→ the model → a ``(60, 36, 60)`` label volume.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from torchssc.data.dataset import normalize_rgb
+from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
+from torchssc.io.depthbin import decode_depth, read_bin
+from torchssc.io.prepared import read_rgb
+from torchssc.prepare.downsample import downsample_mean
+from torchssc.prepare.mapping import voxel_pixel_mapping
+from torchssc.prepare.tsdf import compute_tsdf, depth_hits
+
+DEPTH_ENCODINGS = ("auto", "sscnet", "millimetres")
+
+
+def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int, int] | None = None) -> np.ndarray:
+    """A depth image in metres, ``(H, W) float32`` (0 = missing).
+
+    Args:
+        path: a 16-bit PNG, or a ``.npy`` of metres.
+        encoding: ``"sscnet"`` (millimetres rotated left by 3 bits, NYU depthbin), ``"millimetres"``
+            (plain 16-bit millimetres, most sensors), or ``"auto"``: SSCNet's encoding stores
+            millimetres below 8.192 m as multiples of 8, so a PNG whose non-zero values are all
+            multiples of 8 is read as ``sscnet``, any other as ``millimetres``.
+        size: expected ``(H, W)``, or None.
+    """
+    path = Path(path)
+    if encoding not in DEPTH_ENCODINGS:
+        raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such depth image")
+    if path.suffix == ".npy":
+        depth = np.load(path, allow_pickle=False).astype(np.float32)
+    else:
+        with Image.open(path) as img:
+            if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+                raise ValueError(f"{path}: depth PNG must be 16-bit single channel, got mode {img.mode!r}")
+            raw = np.array(img).astype(np.int64)
+        if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
+            raise ValueError(f"{path}: depth values outside 16 bits")
+        if encoding == "auto":
+            nonzero = raw[raw > 0]
+            encoding = "sscnet" if nonzero.size and np.all(nonzero % 8 == 0) else "millimetres"
+        depth = decode_depth(raw) if encoding == "sscnet" else (raw / 1000.0).astype(np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"{path}: depth must be one channel, got shape {depth.shape}")
+    if size is not None and depth.shape != tuple(size):
+        raise ValueError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, expected {size[1]}x{size[0]}")
+    if not np.all(np.isfinite(depth)) or depth.min() < 0:
+        raise ValueError(f"{path}: depth must be finite and non-negative")
+    return depth
+
+
+def read_pose(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(pose (4, 4) float64 camera-to-world, origin (3,) or None)`` from a file.
+
+    ``.bin`` (depthbin: its pose and origin), ``.npy`` (4x4) or text (16 numbers, row-major).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pose file")
+    if path.suffix == ".bin":
+        frame = read_bin(path)
+        return frame.pose.astype(np.float64), frame.origin.astype(np.float64)
+    values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+    values = np.asarray(values, dtype=np.float64)
+    if values.size != 16:
+        raise ValueError(f"{path}: a pose needs 16 numbers (4x4 camera-to-world), found {values.size}")
+    pose = values.reshape(4, 4)
+    rot = pose[:3, :3]
+    if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3) or np.linalg.det(rot) < 0:
+        raise ValueError(f"{path}: the 3x3 block of the pose is not a rotation")
+    return pose, None
+
+
+def frame_batch(
+    depth: np.ndarray,
+    pose: np.ndarray,
+    origin: np.ndarray,
+    *,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    rgb: np.ndarray | None = None,
+    fine: bool = False,
+) -> dict[str, torch.Tensor]:
+    """A batch of one frame with the keys of :class:`torchssc.data.SSCDataset` (no labels).
+
+    Args:
+        depth: ``(H, W)`` metres. pose: ``(4, 4)`` camera-to-world. origin: ``(3,)`` grid corner.
+        rgb: ``(H, W, 3) uint8`` or None. fine: also compute SSCNet's flipped fine TSDF.
+    Returns:
+        ``tsdf (1, 1, 60, 36, 60)``, ``mapping (1, 129600)``, ``depth (1, 1, H, W)``, ``pose``,
+        ``origin``, ``intrinsics``, and ``rgb (1, 3, H, W)`` / ``tsdf_fine`` when available.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=FINE_VOXEL, shape=FINE_SHAPE)
+    fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, hits=hits)
+    tsdf = downsample_mean(fine_tsdf.distance)
+    mapping = voxel_pixel_mapping(depth, pose, origin, intrinsics=intrinsics, hits=hits)
+    batch = {
+        "tsdf": torch.from_numpy(np.ascontiguousarray(tsdf, dtype=np.float32))[None, None],
+        "mapping": torch.from_numpy(mapping.astype(np.int64))[None],
+        "depth": torch.from_numpy(depth)[None, None],
+        "pose": torch.from_numpy(np.asarray(pose, dtype=np.float32))[None],
+        "origin": torch.from_numpy(np.asarray(origin, dtype=np.float32))[None],
+        "intrinsics": torch.from_numpy(intrinsics.as_array().astype(np.float32))[None],
+    }
+    if rgb is not None:
+        batch["rgb"] = normalize_rgb(rgb)[None]
+    if fine:
+        batch["tsdf_fine"] = torch.from_numpy(fine_tsdf.sscnet_input())[None, None]
+    return batch
+
+
+def load_trained_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The model of a training checkpoint, in eval mode, and the checkpoint's recipe."""
+    from torchssc.engine.builders import build_model
+    from torchssc.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    cfg = state["config"]
+    model = build_model(cfg)
+    model.load_state_dict(state["model"], strict=True)  # raises on missing/unexpected keys
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, batch: dict, *, seed: int = 0) -> np.ndarray:
+    """Argmax labels ``(D, H, W) uint8`` of a batch of one, reproducible given ``seed``."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    if hasattr(model, "seed"):
+        model.seed = int(seed)
+    torch.manual_seed(seed)
+    outputs = model(batch)
+    return outputs["semantic"].argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def prepare_inputs(
+    depth_path: str | os.PathLike,
+    *,
+    rgb_path: str | os.PathLike | None = None,
+    pose_path: str | os.PathLike | None = None,
+    intrinsics: Intrinsics = NYU_INTRINSICS,
+    depth_encoding: str = "auto",
+    fine: bool = False,
+    seed: int = 0,
+) -> tuple[dict, np.ndarray, np.ndarray, str]:
+    """Read a frame, find its pose and build the model batch.
+
+    Returns:
+        ``(batch, pose, origin, how)`` where ``how`` says where the pose came from.
+    """
+    from torchssc.predict.pose import estimate_pose
+
+    size = (intrinsics.height, intrinsics.width)
+    depth = read_depth(depth_path, depth_encoding, size=size)
+    rgb = None
+    if rgb_path is not None:
+        rgb = read_rgb(rgb_path)
+        if rgb.shape[:2] != size:
+            raise ValueError(f"{rgb_path}: RGB is {rgb.shape[1]}x{rgb.shape[0]}, expected {size[1]}x{size[0]}")
+    origin = None
+    if pose_path is not None:
+        pose, origin = read_pose(pose_path)
+        how = f"pose from {pose_path}"
+    else:
+        est = estimate_pose(depth, intrinsics, seed=seed)
+        pose = est.pose
+        how = (f"estimated pose: camera {est.camera_height:.3f} m above the floor "
+               f"({est.floor_inliers} floor points), wall-direction confidence {est.yaw_confidence:.2f}")
+    if origin is None:
+        origin = voxel_origin_for_pose(pose)
+    return frame_batch(depth, pose, origin, intrinsics=intrinsics, rgb=rgb, fine=fine), pose, origin, how
