@@ -40,6 +40,13 @@ class Item:
     supports: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     elevation: float = 0.0
 
+    @property
+    def z_range(self) -> tuple[float, float]:
+        """``(bottom, top)`` heights (m) above the floor, small objects on supports excluded."""
+        top = max(p.center[2] + p.half[2] for p in self.parts)
+        bottom = min(p.center[2] - p.half[2] for p in self.parts)
+        return bottom + self.elevation, top + self.elevation
+
 
 def pick(rng: np.random.Generator, colors: np.ndarray, jitter: float = 0.06) -> np.ndarray:
     """One of ``colors`` ``(K, 3)`` with a per-instance jitter, clipped to [0, 1]."""
@@ -220,6 +227,16 @@ def wall_tv(rng: np.random.Generator) -> Item:
     dark = np.full(3, rng.uniform(0.04, 0.12))
     parts = [part(-tw / 2, tw / 2, -t / 2, t / 2, 0.0, th, RAW["tv"], dark, SCREEN)]
     return Item("wall_tv", parts, (tw / 2, t / 2), elevation=rng.uniform(0.9, 1.4))
+
+
+def wall_picture(rng: np.random.Generator) -> Item:
+    """A framed picture (objects) hung on a wall; its bottom is ``elevation`` above the floor."""
+    w, h, t = rng.uniform(0.3, 1.0), rng.uniform(0.3, 0.8), rng.uniform(0.02, 0.04)
+    frame = pick(rng, WOODS)
+    parts = [part(-w / 2, w / 2, -t / 2, t / 2, 0.0, h, RAW["picture"], frame, WOOD),
+             part(-w / 2 + 0.04, w / 2 - 0.04, t / 2, t / 2 + 0.005, 0.04, h - 0.04, RAW["picture"],
+                  pick(rng, BRIGHT, 0.15), FABRIC)]
+    return Item("picture", parts, (w / 2, t / 2 + 0.0025), elevation=rng.uniform(1.1, 1.6))
 
 
 def floor_object(rng: np.random.Generator) -> Item:

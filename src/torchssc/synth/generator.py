@@ -73,6 +73,21 @@ def frame_streams(seed: int, frame_id: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(c) for c in children)
 
 
+def frame_geometry(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Camera pose and grid origin of a scene's frame, as the ``.bin`` stores them.
+
+    The ``.bin`` holds float32, so the pose is rounded to float32 first and the origin follows
+    SSCNet's rule (:func:`~torchssc.geometry.voxel_origin_for_pose`) from that pose, also
+    rounded; images and labels are then made with exactly these values.
+
+    Returns:
+        ``(pose (4, 4), origin (3,))`` float64 holding float32-representable values.
+    """
+    pose = scene.pose.astype(np.float32).astype(np.float64)
+    origin = voxel_origin_for_pose(pose).astype(np.float32).astype(np.float64)
+    return pose, origin
+
+
 def generate_frame(
     seed: int,
     frame_id: int,
@@ -101,10 +116,8 @@ def generate_frame(
 
     scene_rng, look_rng, noise_rng = frame_streams(seed, frame_id)
     scene = sample_scene(scene_rng)
-    # What the .bin stores is float32: cast, then render and voxelise with exactly those values.
-    pose = scene.pose.astype(np.float32)
-    origin = voxel_origin_for_pose(pose.astype(np.float64)).astype(np.float32)
-    pose64, origin64 = pose.astype(np.float64), origin.astype(np.float64)
+    pose64, origin64 = frame_geometry(scene)
+    pose, origin = pose64.astype(np.float32), origin64.astype(np.float32)
     lap("layout")
     hits = raycast(scene.boxes, pose64, intrinsics)
     surf = surface_frames(scene.boxes, hits, pose64)

@@ -33,11 +33,16 @@ _PAINT = {1: 0, 2: 0, 3: 0, 4: 1, 9: 3, 11: 3}
 
 
 class _Layout:
-    """Footprints placed so far and the room they must stay in."""
+    """Footprints placed so far and the room they must stay in.
+
+    A footprint is ``(centre (2,), half (2,), yaw, (z0, z1))``: an oriented rectangle on the
+    floor and the height interval the item occupies above it; two footprints collide when the
+    rectangles overlap and the height intervals do too (a picture may hang above a sofa).
+    """
 
     def __init__(self, width: float, depth: float):
         self.width, self.depth = width, depth
-        self.rects: list[tuple[np.ndarray, np.ndarray, float]] = []
+        self.rects: list[tuple[np.ndarray, np.ndarray, float, tuple[float, float]]] = []
 
     def wall(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Wall ``k`` (0: y=0, 1: x=W, 2: y=D, 3: x=0): start point, direction, inward normal, length."""
@@ -49,14 +54,14 @@ class _Layout:
             (np.array([0.0, d]), np.array([0.0, -1.0]), np.array([1.0, 0.0]), d),
         ][k]
 
-    def fits(self, rects: list[tuple[np.ndarray, np.ndarray, float]], margin: float = 0.03) -> bool:
-        """True when every rectangle is inside the room and clear of every placed one."""
-        for c, h, yaw in rects:
+    def fits(self, rects: list, margin: float = 0.03) -> bool:
+        """True when every footprint is inside the room and clear of every placed one."""
+        for c, h, yaw, (z0, z1) in rects:
             corners = rect_corners(c, h, yaw)
             if corners.min() < 0.0 or np.any(corners.max(axis=0) > (self.width, self.depth)):
                 return False
-            for c2, h2, yaw2 in self.rects:
-                if rects_overlap(c, h, yaw, c2, h2, yaw2, margin / 2):
+            for c2, h2, yaw2, (w0, w1) in self.rects:
+                if z0 < w1 + margin and w0 < z1 + margin and rects_overlap(c, h, yaw, c2, h2, yaw2, margin / 2):
                     return False
         return True
 
@@ -127,7 +132,7 @@ def _place_group(rng, layout: _Layout, group: list[tuple[Item, np.ndarray, float
             continue
         centre, yaw = spot
         placed = [(it, centre + rot2(yaw) @ c, yaw + y) for it, c, y in group]
-        rects = [(c, np.asarray(it.half), y) for it, c, y in placed]
+        rects = [(c, np.asarray(it.half), y, it.z_range) for it, c, y in placed]
         if layout.fits(rects):
             layout.rects.extend(rects)
             return placed
@@ -145,7 +150,7 @@ def _emit_item(rng, boxes: BoxList, item: Item, centre: np.ndarray, yaw: float) 
                   rng.integers(2**31), _PAINT.get(label, 2))
     for sx, sy, shx, shy, top in item.supports:
         area = 4 * shx * shy
-        n = int(rng.integers(0, 2 + int(area / 0.15)))
+        n = int(rng.integers(1, 3 + int(area / 0.1)))
         placed: list[tuple[np.ndarray, np.ndarray, float]] = []
         for _ in range(n):
             parts, half = F.small_object(rng)
@@ -236,8 +241,8 @@ def sample_scene(rng: np.random.Generator) -> Scene:
 
     pose, cam, heading = _camera(rng, width, depth)
     look = np.array([math.cos(heading), math.sin(heading)])
-    layout.rects.append((cam[:2], np.array([0.35, 0.35]), 0.0))
-    layout.rects.append((cam[:2] + 0.75 * look, np.array([0.45, 0.5]), facing_yaw(look)))
+    layout.rects.append((cam[:2], np.array([0.35, 0.35]), 0.0, (0.0, height)))
+    layout.rects.append((cam[:2] + 0.75 * look, np.array([0.45, 0.5]), facing_yaw(look), (0.0, height)))
 
     # What goes in the room, largest first; (builder, against a wall?, chair sides or None).
     plan: list[tuple] = []
@@ -248,7 +253,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         plan.append((F.bed, True, None))
     if has_sofa:
         plan.append((F.sofa, True, None))
-    if rng.random() < 0.3:
+    if rng.random() < 0.45:
         plan.append((lambda r: F.cabinet(r, "wardrobe"), True, None))
     if rng.random() < 0.75:
         n = int(rng.integers(1, 5))
@@ -257,17 +262,19 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         plan.append((lambda r: F.table(r, "desk"), True, [0]))
     if rng.random() < 0.55:
         plan.append((F.tv_stand, True, None))
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(2, 6))):
         kind = rng.choice(["bookshelf", "cabinet", "dresser", "nightstand"])
         plan.append(((F.bookshelf if kind == "bookshelf" else (lambda r, k=str(kind): F.cabinet(r, k))), True, None))
     if has_sofa and rng.random() < 0.5:
         plan.append((lambda r: F.table(r, "coffee"), False, None))
     for _ in range(int(rng.integers(0, 3))):
         plan.append((F.chair, False, None))
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(2, 6))):
         plan.append((F.floor_object, False, None))
     if rng.random() < 0.4:
         plan.append((F.wall_tv, True, None))
+    for _ in range(int(rng.integers(0, 3))):
+        plan.append((F.wall_picture, True, None))
 
     for builder, wall, sides in plan:
         item = builder(rng)

@@ -38,6 +38,7 @@ RAW = {
     "box": 36,        # -> 11 objects
     "lamp": 35,       # -> 11 objects
     "bottle": 5,      # -> 11 objects
+    "picture": 14,    # -> 11 objects
 }
 
 # Materials: how :mod:`torchssc.synth.render` textures a surface.
