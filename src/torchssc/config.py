@@ -17,12 +17,29 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from torchssc.io.atomic import atomic_path
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need
+    ``1.0e-3`` and would give the string "1e-3")."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
+
 
 # Free-form sub-mappings (passed through to builders); every other key is fixed by the schema.
 FREE_FORM = ("model.kwargs", "loss.kwargs")
@@ -127,7 +144,7 @@ def apply_override(cfg: dict, override: str) -> None:
     if not dotted or any(not part for part in dotted.split(".")):
         raise ValueError(f"override {override!r}: bad key {dotted!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ValueError(f"override {override!r}: value is not valid YAML ({exc})") from None
     _set_dotted(cfg, dotted, value, f"override {override!r}")
@@ -222,7 +239,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = _yaml_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
     cfg = copy.deepcopy(DEFAULTS)

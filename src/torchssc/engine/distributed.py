@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -162,11 +161,33 @@ def all_gather_object(obj) -> list:
 
 
 # ------------------------------------------------------------------------------------------
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over processes: every rank gets the sum; the gradient of the sum
+    w.r.t. each rank's input is the sum of the ranks' upstream gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+def differentiable_all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over processes, with gradients (see :class:`_AllReduceSum`)."""
+    return _AllReduceSum.apply(tensor)
+
+
 class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm whose training statistics are taken over every process's batch.
 
     Same maths as ``nn.SyncBatchNorm`` (global mean and biased variance for normalisation,
-    unbiased variance for the running estimate), built from ``torch.distributed.nn`` all_reduce so
+    unbiased variance for the running estimate), built from a differentiable all_reduce so
     gradients flow through the statistics; works on any backend (gloo included). Input
     ``(N, C, *)``. Outside training, or without a process group, it is plain batch norm.
     """
@@ -191,11 +212,11 @@ class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         x = input.float()
         count = torch.tensor([x.numel() // c], dtype=x.dtype, device=x.device)
         # two passes (mean, then centred squares): stabler than E[x^2] - E[x]^2
-        sums = dist_fn.all_reduce(torch.cat([x.sum(dims), count]))  # (C+1,)
+        sums = differentiable_all_reduce_sum(torch.cat([x.sum(dims), count]))  # (C+1,)
         n = sums[c]
         mean = sums[:c] / n
         centred = x - mean.view(shape)
-        var = dist_fn.all_reduce(centred.pow(2).sum(dims)) / n  # biased, (C,)
+        var = differentiable_all_reduce_sum(centred.pow(2).sum(dims)) / n  # biased, (C,)
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 unbiased = var * (n / (n - 1).clamp(min=1))

@@ -222,13 +222,14 @@ def evaluate(
 ) -> dict:
     """Validation on this process's shard, reduced over processes.
 
-    Always reports ``semantic_ce``: cross-entropy of ``outputs["semantic"]`` (12-class logits) over
+    Reports ``semantic_ce``: cross-entropy of ``outputs["semantic"]`` (12-class logits) over
     voxels with ``label_weight > 0`` and ``label != 255``, summed over every frame and divided by
-    their count. When :mod:`torchssc.metrics` provides ``SSCMetrics``, adds its SC/SSC results
-    under ``protocol``. The global RNG is forked and seeded with ``seed`` (repeatable; the
+    their count; and, from :class:`torchssc.metrics.SSCMetrics` under ``protocol`` (confusion
+    counts summed over processes), ``sc_precision``, ``sc_recall``, ``sc_iou``, ``ssc_iou`` (per
+    class) and ``ssc_miou`` — fractions in [0, 1], ``None`` when undefined. The global RNG is forked and seeded with ``seed`` (repeatable; the
     training streams are not disturbed). The model is left in training mode.
     """
-    metrics = _make_metrics(protocol)
+    metrics = None
     model.eval()
     ce = torch.zeros(2, dtype=torch.float64)
     fork_devices = [device] if device.type == "cuda" else []
@@ -236,6 +237,8 @@ def evaluate(
         torch.manual_seed(seed)
         for batch in loader:
             batch = move_to_device(batch, device)
+            if metrics is None:
+                metrics = _make_metrics(protocol, "visibility" in batch)
             with autocast(amp, device):
                 outputs = model(batch)
             logits = outputs["semantic"].float()  # (B, 12, D, H, W)
@@ -245,37 +248,50 @@ def evaluate(
             ce += torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
             if metrics is not None:
                 metrics.update(
-                    logits.argmax(1), label, label_weight=batch["label_weight"], mapping=batch.get("mapping")
+                    logits.argmax(1),
+                    label,
+                    label_weight=batch["label_weight"],
+                    mapping=batch.get("mapping"),
+                    visibility=batch.get("visibility"),
                 )
     model.train()
     ce = all_reduce_sum(ce.to(device) if device.type == "cuda" else ce).cpu()
     result: dict[str, Any] = {"semantic_ce": (ce[0] / ce[1]).item() if ce[1] > 0 else float("nan")}
+    if metrics is None:  # this rank had no frames: reduce with an empty accumulator
+        metrics = _make_metrics(protocol, have_visibility=protocol == "sscnet")
     if metrics is not None:
         metrics.all_reduce()
-        result["metrics"] = _plain(metrics.compute())
+        scores = metrics.compute()
+        result.update({k: _plain(scores[k]) for k in VAL_KEYS if k in scores})
     return result
 
 
-def _make_metrics(protocol: str):
+def _make_metrics(protocol: str, have_visibility: bool):
     try:
         from torchssc.metrics import SSCMetrics
-    except ImportError:
+    except ImportError:  # pragma: no cover - the metrics module ships with the package
         return None
-    if protocol == "sscnet":  # needs the visibility volume; validation uses the default protocol
+    if protocol == "sscnet" and not have_visibility:
+        logger.warning("validation: the sscnet protocol needs data.visibility=true; using torchssc")
         protocol = "torchssc"
     return SSCMetrics(protocol=protocol)
 
 
+VAL_KEYS = ("protocol", "sc_precision", "sc_recall", "sc_iou", "ssc_miou", "ssc_iou")
+
+
 def _plain(value: Any) -> Any:
-    """JSON-friendly copy (tensors and numpy scalars to Python numbers)."""
+    """JSON-friendly copy (tensors and numpy scalars to Python numbers, NaN/inf to None)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if torch.is_tensor(value):
-        return value.item() if value.numel() == 1 else value.tolist()
+        return _plain(value.item() if value.numel() == 1 else value.tolist())
     if hasattr(value, "item") and callable(value.item):
-        return value.item()
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN
     return value
 
 

@@ -1,0 +1,143 @@
+"""End-to-end training tests on CPU (gloo): DDP == single process, exact resume, NaN stop, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import _engine_tiny as tiny
+from torchssc.cli import main as cli_main
+from torchssc.config import load_config
+from torchssc.engine import checkpoint as ckpt_mod
+from torchssc.engine.checkpoint import list_checkpoints, load_checkpoint
+from torchssc.engine.train import NonFiniteLossError, main
+
+
+@pytest.fixture()
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    tiny.make_frames(root, n=5, seed=3)
+    return root
+
+
+def _cfg(tmp_path: Path, data_root: Path, name: str, overrides=(), **train) -> dict:
+    recipe = tiny.write_recipe(tmp_path / f"{name}.yaml", data_root, tmp_path / "runs", **train)
+    return load_config(recipe, [f"run.name={name}", *overrides])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def test_two_process_ddp_matches_one_process(tmp_path, data_root, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    # same global batch (4): 1 process x 4 frames vs 2 processes x 2 frames, BatchNorm synced
+    single = _cfg(tmp_path, data_root, "single", global_batch=4, epochs=1, iters_per_epoch=3)
+    main(single)
+    double = _cfg(tmp_path, data_root, "double", global_batch=4, epochs=1, iters_per_epoch=3)
+    mp.spawn(tiny.ddp_worker, args=(2, tiny.free_port(), double), nprocs=2, join=True)
+
+    a = _weights(tmp_path / "runs" / "single" / "checkpoints" / "epoch_0001.pt")
+    b = _weights(tmp_path / "runs" / "double" / "checkpoints" / "epoch_0001.pt")
+    assert a.keys() == b.keys()
+    for key in a:  # weights AND BatchNorm running statistics
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=f"{key} differs")
+    # the check has teeth: training moved the weights well beyond the tolerance
+    fresh = tiny.TinySSC(width=4).state_dict()
+    assert (a["head.weight"] - fresh["head.weight"]).abs().max() > 1e-3 or (a["bn.running_mean"] - fresh["bn.running_mean"]).abs().max() > 1e-3
+    ck = load_checkpoint(tmp_path / "runs" / "double" / "checkpoints" / "epoch_0001.pt")
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
+    # each rank's RNG state was recorded separately (seeded per rank)
+    assert not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])
+
+
+def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, data_root):
+    # dropout makes the model draw from the global RNG: resuming must restore the streams too
+    over = ["model.kwargs.dropout=0.3"]
+    full = main(_cfg(tmp_path, data_root, "full", over, epochs=2, iters_per_epoch=3))
+    part = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=3, max_iters=4)
+    first = main(part)
+    assert first["iteration"] == 4 and first["checkpoint"].name == "last.pt"
+    assert sorted(list_checkpoints(first["run_dir"])) == [1]
+    # a fresh start in a folder with checkpoints is refused
+    rest = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=3)
+    with pytest.raises(ValueError, match="--resume"):
+        main(rest)
+    second = main(rest, resume=True)
+    assert second["iteration"] == 6
+    a, b = _weights(full["checkpoint"]), _weights(second["checkpoint"])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    full_ck, resumed_ck = load_checkpoint(full["checkpoint"]), load_checkpoint(second["checkpoint"])
+    assert full_ck["scheduler"]["last_epoch"] == resumed_ck["scheduler"]["last_epoch"] == 6
+    for s_a, s_b in zip(full_ck["optimizer"]["state"].values(), resumed_ck["optimizer"]["state"].values()):
+        assert torch.equal(s_a["momentum_buffer"], s_b["momentum_buffer"])
+    # the log has one row per epoch segment, none duplicated after the resume
+    rows = [json.loads(line) for line in (second["run_dir"] / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [3, 4, 6]
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root, "nan", ["loss.kwargs.nan_at=5"], epochs=3, iters_per_epoch=3)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 5 \(epoch 2\): term 'semantic'") as info:
+        main(cfg)
+    assert "epoch_0001.pt" in str(info.value)
+    ckpts = list_checkpoints(tmp_path / "runs" / "nan")
+    assert sorted(ckpts) == [1]
+    good = load_checkpoint(ckpts[1])
+    assert good["iteration"] == 3
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+    last = tmp_path / "runs" / "nan" / "checkpoints" / "last.pt"
+    assert last.read_bytes() == ckpts[1].read_bytes()
+
+
+def test_failed_checkpoint_write_keeps_previous(tmp_path, data_root, monkeypatch):
+    cfg = _cfg(tmp_path, data_root, "crash", epochs=2, iters_per_epoch=2)
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def flaky_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the epoch-2 checkpoint: write half a file, then die
+            Path(f).write_bytes(b"partial")
+            raise OSError("disk full (simulated)")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", flaky_save)
+    with pytest.raises(OSError, match="simulated"):
+        main(cfg)
+    folder = tmp_path / "runs" / "crash" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0001.pt", "last.pt"]  # no temp files left
+    assert load_checkpoint(folder / "last.pt")["iteration"] == 2
+    assert load_checkpoint(folder / "epoch_0001.pt")["epoch"] == 1
+
+
+def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = tiny.write_recipe(tmp_path / "cli.yaml", data_root, Path("runs"))
+    code = cli_main(["train", str(recipe), "run.name=cli", "train.epochs=2", "train.iters_per_epoch=2", "data.val_fraction=0.4", "train.eval_every=1"])
+    assert code == 0
+    run = tmp_path / "runs" / "cli"
+    saved = load_config(run / "config.yaml")
+    assert saved["train"]["epochs"] == 2 and saved["run"]["name"] == "cli" and saved["data"]["val_fraction"] == 0.4
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]["train"]) == {"total", "semantic", "penalty"}
+    assert rows[0]["val"]["semantic_ce"] > 0
+    assert sorted(list_checkpoints(run)) == [1, 2]
+    ck = load_checkpoint(run / "checkpoints" / "epoch_0002.pt")
+    assert ck["config"] == saved and ck["epoch"] == 2 and ck["iteration"] == 4
+    for key in ("model", "optimizer", "scheduler", "scaler", "rng", "format_version"):
+        assert key in ck
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    # a NaN through the CLI is a clean non-zero exit
+    assert cli_main(["train", str(recipe), "run.name=cli_nan", "loss.kwargs.nan_at=1"]) == 1
+    # unknown keys are refused before anything runs
+    with pytest.raises(ValueError, match="train.epoch"):
+        cli_main(["train", str(recipe), "train.epoch=3"])
