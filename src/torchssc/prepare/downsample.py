@@ -1,6 +1,6 @@
 """Fine (240x144x240) -> label grid (60x36x60) downsampling of labels and TSDF (SPEC §4.2).
 
-Labels are first mapped 36 -> 11 (:func:`torchssc.geometry.map_36_to_11`), then each 4x4x4
+Labels are first mapped 36 -> 11 (as :func:`torchssc.geometry.map_36_to_11`), then each 4x4x4
 block gets one label:
 
 ``tie_rule="default"`` (TorchSSC / the published Python preprocessing)
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL, NYU36_TO_11, map_36_to_11
+from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL, NYU36_TO_11
 
 EMPTY_FRACTION = 0.95
 """A block with more than this fraction of 0/255 voxels (61 of 64) is empty (0) or outside (255)."""
@@ -117,17 +117,21 @@ def _scan_mode(codes: np.ndarray, counts: np.ndarray, allowed: np.ndarray) -> np
     return np.where(best[:, 0] > 0, winner, 0)
 
 
-def _map_raw(labels: np.ndarray) -> np.ndarray:
-    """:func:`torchssc.geometry.map_36_to_11` for ``uint8`` input without an int64 copy."""
-    if labels.dtype != np.uint8:
-        return map_36_to_11(labels)
-    lut = np.full(256, 254, dtype=np.uint8)  # 254 marks "invalid"
-    lut[: len(NYU36_TO_11)] = NYU36_TO_11
-    lut[IGNORE_LABEL] = IGNORE_LABEL
-    out = np.take(lut, labels)
-    if (out == 254).any():
-        return map_36_to_11(labels)  # raises, naming the bad values
-    return out
+_INVALID = 13  # code of a value that is not a label
+
+
+def _code_lut(raw: bool) -> np.ndarray:
+    """``(256,) uint8``: label value -> code 0..11 (classes), 12 (255) or 13 (invalid).
+
+    ``raw``: values are NYU36 ids (0..36, 255), mapped 36 -> 11; else labels 0..11, 255.
+    """
+    lut = np.full(256, _INVALID, dtype=np.uint8)
+    if raw:
+        lut[: len(NYU36_TO_11)] = NYU36_TO_11
+    else:
+        lut[:_NUM_CODES - 1] = np.arange(_NUM_CODES - 1)
+    lut[IGNORE_LABEL] = _NUM_CODES - 1
+    return lut
 
 
 def downsample_labels(
@@ -151,17 +155,23 @@ def downsample_labels(
         raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
     labels = np.asarray(labels)
     small = _check_shape(labels.shape, factor, "labels")
-    mapped = _map_raw(labels) if raw else np.asarray(labels, dtype=np.uint8)
-    if not raw and not np.all((mapped <= 11) | (mapped == IGNORE_LABEL)):
-        raise ValueError("labels must be in 0..11 or 255 (pass raw=True for NYU36 ids)")
-    # Most blocks are uniform: their label is their value under both rules.
-    lo = block_reduce(mapped, np.minimum, factor).ravel()
-    hi = block_reduce(mapped, np.maximum, factor).ravel()
-    out = lo.copy()
+    if labels.dtype != np.uint8:
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"labels must be in 0..255, got range {labels.min()}..{labels.max()}")
+        labels = labels.astype(np.uint8)
+    lut = _code_lut(raw)
+    # Most blocks are uniform: their label is their (mapped) value under both rules. The 36 -> 11
+    # map is applied to the uniform values and to the voxels of mixed blocks only.
+    lo = block_reduce(labels, np.minimum, factor).ravel()
+    hi = block_reduce(labels, np.maximum, factor).ravel()
     mixed = np.flatnonzero(lo != hi)
+    out = lut[lo]
+    codes = lut[_block_values(labels, mixed, factor, "F" if tie_rule == "sscnet" else "C")]
+    if (out[lo == hi] == _INVALID).any() or (codes == _INVALID).any():
+        bad = np.unique(labels[lut[labels] == _INVALID])[:10].tolist()
+        allowed = "0..36 or 255 (raw NYU36 ids)" if raw else "0..11 or 255 (pass raw=True for NYU36 ids)"
+        raise ValueError(f"labels must be in {allowed}, found {bad}")
     if mixed.size:
-        codes = _block_values(mapped, mixed, factor, "F" if tie_rule == "sscnet" else "C")
-        codes[codes == IGNORE_LABEL] = _NUM_CODES - 1
         counts = _counts(codes)
         n_empty = counts[:, 0] + counts[:, _NUM_CODES - 1]
         empty = n_empty > EMPTY_FRACTION * factor ** 3
@@ -175,7 +185,8 @@ def downsample_labels(
             empty_label = _scan_mode(codes, counts, all_codes)
             class_label = _scan_mode(codes, counts, classes)
         code = np.where(empty, empty_label, class_label)
-        out[mixed] = np.where(code == _NUM_CODES - 1, IGNORE_LABEL, code).astype(np.uint8)
+        out[mixed] = code
+    out[out == _NUM_CODES - 1] = IGNORE_LABEL
     return out.reshape(small)
 
 

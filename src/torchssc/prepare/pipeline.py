@@ -24,16 +24,19 @@ from torchssc.prepare.sketch import sketch_from_labels
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
 from torchssc.prepare.visibility import visibility_volume
 
+CLOCK = time.perf_counter
+"""Clock used for ``timings`` (wall time); a benchmark may set ``time.process_time`` here."""
+
 STAGES = ("hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine")
 """Keys of the ``timings`` dict filled by :func:`prepare_frame`."""
 
 
 @contextmanager
 def _timed(timings: dict | None, name: str):
-    start = time.perf_counter()
+    start = CLOCK()
     yield
     if timings is not None:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        timings[name] = timings.get(name, 0.0) + CLOCK() - start
 
 
 def prepare_frame(

@@ -295,21 +295,17 @@ def _observe_grid(
 def _minplus_pass(f: np.ndarray, truncation: int, cap: int) -> np.ndarray:
     """``out[i] = min_{|d| <= T} f[i + d] + d²`` along axis 0, saturating at ``cap`` (uint8)."""
     out = f.copy()
-    tmp = np.empty_like(f)
+    shifted = np.empty_like(f)
     limit = np.empty_like(f)
     n = f.shape[0]
     for d in range(1, min(truncation, n - 1) + 1):
         sq = d * d
-        limit_d = limit[: n - d]
-        limit_d.fill(cap - sq)
-        t = tmp[: n - d]
-        # candidate = min(f, cap - d²) + d²  <= cap: saturating add without overflow.
-        np.minimum(f[d:], limit_d, out=t)
-        t += np.uint8(sq)
-        np.minimum(out[: n - d], t, out=out[: n - d])
-        np.minimum(f[: n - d], limit_d, out=t)
-        t += np.uint8(sq)
-        np.minimum(out[d:], t, out=out[d:])
+        # shifted = min(f, cap - d²) + d² <= cap: a saturating add without uint8 overflow
+        limit.fill(cap - sq)
+        np.minimum(f, limit, out=shifted)
+        shifted += np.uint8(sq)
+        np.minimum(out[: n - d], shifted[d:], out=out[: n - d])
+        np.minimum(out[d:], shifted[: n - d], out=out[d:])
     return out
 
 
