@@ -256,3 +256,27 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="uint8"):
         save_png(tmp_path / "x.png", np.zeros((4, 4), np.float32))
     assert NYU_INTRINSICS.width == 640
+
+
+def test_camera_view_of_real_sample_reproduces_its_depth():
+    """Ray-cast the real frame's ground truth from its own pose: the depth seen must match the
+    Kinect depth (it would not with a wrong axis order, pose direction or mirrored image)."""
+    from pathlib import Path
+
+    from torchssc.io.depthbin import read_depth_png
+    from torchssc.viz.volumes import load_volume
+
+    sample = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
+    vol = load_volume(sample / "NYU0001_0000.bin")
+    depth = read_depth_png(sample / "NYU0001_0000.png")
+    cam = camera_from_pose(vol.pose, NYU_INTRINSICS, size=(80, 60))
+    hits = raycast(vol.labels, cam, voxel=vol.voxel, origin=vol.origin)
+    _, dirs = cam.rays()
+    z = (hits.depth.ravel() * (dirs @ vol.pose[:3, 2])).reshape(60, 80)  # ray length -> camera z
+    kinect = depth[3::8, 3::8]  # the full-size pixels under the 80x60 pixel centres
+    ok = (kinect > 0) & np.isfinite(z)
+    assert ok.mean() > 0.7
+    err = np.abs(z - kinect)[ok]
+    assert np.median(err) < 0.08
+    mirrored = np.abs(z[:, ::-1] - kinect)[ok & np.isfinite(z[:, ::-1])]
+    assert np.median(mirrored) > 2 * np.median(err)

@@ -442,11 +442,14 @@ def shade(
             footprint = t / max(camera.fx, 1e-9) / voxel
         else:
             footprint = np.full_like(t, camera.ortho / voxel)
+        normal_axis = np.maximum(hits.normal[hit], 0) // 2
+        # A face seen at a grazing angle is squeezed on screen by |cos| of the angle.
+        cos = np.abs(dirs[flat][:, [0, 2, 1]][np.arange(len(flat)), normal_axis])
+        squeezed = footprint / np.maximum(cos, 1e-3)
         width = np.clip(0.8 * footprint, 0.03, 0.25)
         nearest = np.minimum(local, 1.0 - local)  # distance to the slab faces, per axis
-        normal_axis = np.maximum(hits.normal[hit], 0) // 2
         nearest[np.arange(len(flat)), normal_axis] = np.inf  # in-face axes only
-        edge = (nearest.min(axis=1) < width) & (footprint < 0.3)  # no outline under ~3 px/voxel
+        edge = (nearest.min(axis=1) < width) & (squeezed < 0.3)  # no outline under ~3 px/voxel
         factor[edge] *= EDGE_SHADE
         colour *= factor[:, None]
     img[hit] = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
