@@ -110,7 +110,9 @@ class FineTSDF:
 
     def sscnet_input(self) -> np.ndarray:
         """``(D, H, W) float32`` SSCNet's network input: fill 1.0, then :func:`flip_tsdf`."""
-        return flip_tsdf(self.filled(1.0))
+        out = flip_tsdf(self.distance)
+        np.copyto(out, np.float32(FLIP_EPS), where=self.state < STATE_FRONT)  # flip of 1.0
+        return out
 
 
 def flip_tsdf(values: np.ndarray) -> np.ndarray:
@@ -122,8 +124,12 @@ def flip_tsdf(values: np.ndarray) -> np.ndarray:
         ``float32`` array of the same shape: surface 1, free/unknown 0.001, occluded -0.001.
     """
     v = np.asarray(values, dtype=np.float32)
-    mag = np.maximum(np.float32(FLIP_EPS), np.float32(1.0) - np.abs(v))
-    return np.where((v < 0) & (np.abs(v) >= np.float32(FLIP_EPS)), -mag, mag).astype(np.float32)
+    out = np.abs(v)
+    np.subtract(np.float32(1.0), out, out=out)
+    np.maximum(out, np.float32(FLIP_EPS), out=out)
+    # s = -1 exactly where |v| >= 0.001 and v < 0
+    np.negative(out, out=out, where=v <= -np.float32(FLIP_EPS))
+    return out
 
 
 def _check_inputs(depth, pose, origin, intrinsics: Intrinsics):
