@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from torchssc.synth.scene import BoxList
-from torchssc.synth.voxelize import voxelize
+from torchssc.synth.voxelize import EPS, voxelize
 
 
 def _corners(center, half, yaw):
@@ -24,7 +24,7 @@ def _naive(boxes, room, origin, shape, voxel):
 
     For a cube and a box rotated about z, the candidate axes are x, y, z and the box's two
     horizontal axes (the cross products of their edges add nothing new); both solids are
-    projected through their 8 corners.
+    projected through their 8 corners, and gaps up to EPS count as contact.
     """
     out = np.full(shape, 255, np.uint8)
     order = sorted(range(len(boxes)), key=lambda i: boxes.paint_order[i])
@@ -41,7 +41,7 @@ def _naive(boxes, room, origin, shape, voxel):
             separated = False
             for ax in axes:
                 p, q = cube @ np.array(ax), corners @ np.array(ax)
-                if p.max() < q.min() - 1e-6 or q.max() < p.min() - 1e-6:
+                if p.max() < q.min() - EPS or q.max() < p.min() - EPS:
                     separated = True
                     break
             if not separated:

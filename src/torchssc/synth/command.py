@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from torchssc.geometry import NYU_INTRINSICS, Intrinsics
 from torchssc.synth.generator import generate_dataset
@@ -25,12 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--intrinsics", default=None,
                         help="fx,fy,cx,cy[,width,height] (default NYU: 518.8579,518.8579,320,240,640,480)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    intrinsics = Intrinsics.parse(args.intrinsics) if args.intrinsics else NYU_INTRINSICS
-    split = generate_dataset(args.out, args.frames, seed=args.seed, test_fraction=args.test_fraction,
-                             noise=args.noise, workers=args.workers, intrinsics=intrinsics, progress=True)
+    try:
+        intrinsics = Intrinsics.parse(args.intrinsics) if args.intrinsics else NYU_INTRINSICS
+        split = generate_dataset(args.out, args.frames, seed=args.seed, test_fraction=args.test_fraction,
+                                 noise=args.noise, workers=args.workers, intrinsics=intrinsics,
+                                 progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"torchssc synth: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.out}: {len(split['train'])} train, {len(split['test'])} test frames")
     return 0

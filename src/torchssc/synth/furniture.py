@@ -22,6 +22,10 @@ BRIGHT = np.array([(0.85, 0.20, 0.20), (0.20, 0.50, 0.85), (0.95, 0.80, 0.25), (
                    (0.90, 0.90, 0.90), (0.60, 0.30, 0.70), (0.95, 0.55, 0.20)])
 
 
+SMALL_OBJECT_MAX_HEIGHT = 0.55
+"""Tallest object :func:`small_object` makes (m)."""
+
+
 @dataclass
 class Item:
     """A piece of furniture in its local frame.
@@ -44,6 +48,8 @@ class Item:
     def z_range(self) -> tuple[float, float]:
         """``(bottom, top)`` heights (m) above the floor, small objects on supports excluded."""
         top = max(p.center[2] + p.half[2] for p in self.parts)
+        if self.supports:  # room for what may stand on it (small objects are at most 0.55 m high)
+            top = max(top, max(s[4] for s in self.supports) + SMALL_OBJECT_MAX_HEIGHT)
         bottom = min(p.center[2] - p.half[2] for p in self.parts)
         return bottom + self.elevation, top + self.elevation
 
@@ -188,15 +194,16 @@ def bookshelf(rng: np.random.Generator) -> Item:
         part(x1 - t, x1, y0, y1, 0.0, h, raw, wood, WOOD),
         part(x0 + t, x1 - t, y0, y0 + 0.015, 0.0, h, raw, wood, WOOD),
     ]
-    levels = np.arange(0.0, h - 0.2, rng.uniform(0.3, 0.4))
-    for z in list(levels) + [h - t]:
-        parts.append(part(x0 + t, x1 - t, y0 + 0.015, y1, z, z + t, raw, wood, WOOD))
+    levels = list(np.arange(0.0, h - 0.25, rng.uniform(0.3, 0.4))) + [h - t]  # board bottoms
     for z in levels:
+        parts.append(part(x0 + t, x1 - t, y0 + 0.015, y1, z, z + t, raw, wood, WOOD))
+    for z, above in zip(levels[:-1], levels[1:]):
+        room = above - (z + t) - 0.02  # free height between two boards
         x = x0 + t
-        while x < x1 - t - 0.1:
+        while x < x1 - t - 0.1 and room > 0.12:
             run = min(rng.uniform(0.1, 0.45), x1 - t - x)
             if rng.random() < 0.75:
-                bh = rng.uniform(0.15, min(0.28, (levels[1] - levels[0]) - t - 0.02) if len(levels) > 1 else 0.28)
+                bh = rng.uniform(0.6, 1.0) * min(0.28, room)
                 parts.append(part(x, x + run, y0 + 0.03, y1 - rng.uniform(0.01, 0.06), z + t, z + t + bh,
                                   RAW["books"], pick(rng, BRIGHT, 0.1), STRIPES))
             x += run + 0.005

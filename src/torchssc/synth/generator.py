@@ -200,6 +200,8 @@ def generate_dataset(
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     out = Path(out)
     train, test = split_ids(frames, seed, test_fraction)
     jobs = [(str(out / SPLIT_DIRS[name]), i, int(seed), intrinsics.as_array().tolist(), noise)

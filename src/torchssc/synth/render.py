@@ -2,7 +2,7 @@
 
 RGB: each box has a base colour (per class, varied per instance) and a material giving a
 procedural texture in the face's own coordinates (value noise, wood grain, fabric weave, floor
-tiles, stripes); Lambertian shading from a point light plus ambient light; windows glow;
+tiles, stripes, wallpaper); Lambertian shading from a point light plus ambient light; windows glow;
 a small per-frame exposure change.
 
 Depth noise (``kinect``): axial noise growing with the square of the distance
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from torchssc.geometry import NYU_INTRINSICS, Intrinsics
-from torchssc.synth.scene import FABRIC, GLASS, SCREEN, STRIPES, TILES, WOOD, Scene
+from torchssc.synth.scene import FABRIC, GLASS, SCREEN, STRIPES, TILES, WALLPAPER, WOOD, Scene
 
 NOISE_MODES = ("kinect", "none")
 
@@ -100,6 +100,11 @@ def texture(material: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarray
         strip = np.floor(u[m] / width).astype(np.int64)
         tint = np.stack([_hash(strip, seed[m] + k, seed[m]) for k in range(3)], axis=1)
         out[m] *= 0.75 + 0.5 * tint
+    m = material == WALLPAPER
+    if m.any():
+        width = 0.04 + 0.12 * jitter[m]
+        two_tone = (np.floor(u[m] / width) % 2).astype(np.float32)
+        out[m] *= (0.93 + 0.1 * two_tone)[:, None]
     m = material == SCREEN
     if m.any():
         out[m] *= (1.0 + 0.8 * value_noise(u[m] * 2, v[m] * 2, seed[m]))[:, None]

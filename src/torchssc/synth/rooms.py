@@ -19,7 +19,7 @@ from torchssc.geometry import NYU36_TO_11
 from torchssc.synth import furniture as F
 from torchssc.synth.furniture import Item, pick
 from torchssc.synth.scene import (
-    GLASS, PLAIN, RAW, STRIPES, TILES, WOOD, BoxList, Scene, rect_corners, rects_overlap, rot2,
+    GLASS, PLAIN, RAW, TILES, WALLPAPER, WOOD, BoxList, Scene, rect_corners, rects_overlap, rot2,
 )
 
 ROOM_SIZE_RANGE = (3.0, 7.0)
@@ -55,12 +55,13 @@ class _Layout:
         ][k]
 
     def fits(self, rects: list, margin: float = 0.03) -> bool:
-        """True when every footprint is inside the room and clear of every placed one."""
-        for c, h, yaw, (z0, z1) in rects:
+        """True when every footprint is inside the room, clear of every placed one and of the
+        ones before it in ``rects``."""
+        for k, (c, h, yaw, (z0, z1)) in enumerate(rects):
             corners = rect_corners(c, h, yaw)
             if corners.min() < 0.0 or np.any(corners.max(axis=0) > (self.width, self.depth)):
                 return False
-            for c2, h2, yaw2, (w0, w1) in self.rects:
+            for c2, h2, yaw2, (w0, w1) in self.rects + rects[:k]:
                 if z0 < w1 + margin and w0 < z1 + margin and rects_overlap(c, h, yaw, c2, h2, yaw2, margin / 2):
                     return False
         return True
@@ -169,19 +170,38 @@ def _emit_item(rng, boxes: BoxList, item: Item, centre: np.ndarray, yaw: float) 
                     break
 
 
+def wall_distance(pos: np.ndarray, heading: float, width: float, depth: float) -> float:
+    """Horizontal distance (m) from ``pos`` (2,) inside the room to the wall ahead along ``heading``."""
+    d = np.array([math.cos(heading), math.sin(heading)])
+    with np.errstate(divide="ignore"):
+        t = np.where(d > 0, (np.array([width, depth]) - pos) / d, np.where(d < 0, -pos / d, np.inf))
+    return float(t.min())
+
+
 def _camera(rng, width: float, depth: float) -> tuple[np.ndarray, np.ndarray, float]:
     """A hand-held Kinect: ``(pose (4, 4), position (3,), heading yaw)``.
 
-    Standing 0.3..1.5 m from a wall, 1.0..1.6 m high, looking towards the middle of the room
-    (+-10 deg), pitched down 5..25 deg, rolled by a degree or two.
+    Standing 0.3..1.5 m from a wall (further in if the room is large), 1.0..1.6 m high, looking
+    towards the middle of the room (+-10 deg) at a wall 1.8..5.0 m away when the room allows it
+    (so the far wall is inside the label box, 1..5.8 m ahead), pitched down 5..25 deg, rolled
+    by a degree or two.
     """
     layout = _Layout(width, depth)
-    start, direction, normal, length = layout.wall(int(rng.integers(4)))
-    across = depth if abs(normal[1]) > 0 else width
-    back = rng.uniform(0.3, min(1.5, across - 0.6))
-    pos2 = start + direction * rng.uniform(0.5, length - 0.5) + normal * back
-    target = np.array([width, depth]) * (0.5 + rng.uniform(-0.2, 0.2, 2))
-    heading = math.atan2(*(target - pos2)[::-1]) + rng.normal(0.0, math.radians(10))
+    best = None
+    for attempt in range(40):
+        start, direction, normal, length = layout.wall(int(rng.integers(4)))
+        across = depth if abs(normal[1]) > 0 else width
+        back = rng.uniform(0.3, min(1.5 + attempt * 0.1, across - 0.6))
+        pos2 = start + direction * rng.uniform(0.5, length - 0.5) + normal * back
+        target = np.array([width, depth]) * (0.5 + rng.uniform(-0.2, 0.2, 2))
+        heading = math.atan2(*(target - pos2)[::-1]) + rng.normal(0.0, math.radians(10))
+        miss = abs(np.clip(wall_distance(pos2, heading, width, depth), 1.8, 5.0)
+                   - wall_distance(pos2, heading, width, depth))
+        if best is None or miss < best[0]:
+            best = (miss, pos2, heading)
+        if miss == 0.0:
+            break
+    _, pos2, heading = best
     pitch = math.radians(rng.uniform(*CAMERA_PITCH_RANGE_DEG))
     roll = math.radians(float(np.clip(rng.normal(0.0, 1.5), -4, 4)))
     height = rng.uniform(*CAMERA_HEIGHT_RANGE)
@@ -216,7 +236,7 @@ def sample_scene(rng: np.random.Generator) -> Scene:
 
     wall_color = pick(rng, np.array([(0.92, 0.90, 0.85), (0.85, 0.88, 0.92), (0.95, 0.88, 0.75),
                                      (0.80, 0.85, 0.78), (0.90, 0.80, 0.80)]), 0.03)
-    wall_mat = STRIPES if rng.random() < 0.3 else PLAIN
+    wall_mat = WALLPAPER if rng.random() < 0.3 else PLAIN
     floor_mat = TILES if rng.random() < 0.4 else WOOD
     floor_color = pick(rng, F.WOODS if floor_mat == WOOD else np.array([(0.8, 0.8, 0.78), (0.6, 0.55, 0.5)]))
     slab(-t, width + t, -t, depth + t, -t, 0.0, RAW["floor"], floor_color, floor_mat)

@@ -42,8 +42,8 @@ RAW = {
 }
 
 # Materials: how :mod:`torchssc.synth.render` textures a surface.
-PLAIN, WOOD, FABRIC, TILES, STRIPES, GLASS, SCREEN = range(7)
-MATERIAL_NAMES = ("plain", "wood", "fabric", "tiles", "stripes", "glass", "screen")
+PLAIN, WOOD, FABRIC, TILES, STRIPES, GLASS, SCREEN, WALLPAPER = range(8)
+MATERIAL_NAMES = ("plain", "wood", "fabric", "tiles", "stripes", "glass", "screen", "wallpaper")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Voxelisation of a synthetic room into the raw label grid (NYU36 ids, 255 outside the room).
 
-A voxel takes the label of a box when the (closed) voxel cube and the box overlap, so every
-voxel touching a surface is labelled: a depth pixel, back-projected and floored into the grid,
-always lands in a labelled voxel. Boxes only rotate about z, so overlap is exact and cheap:
+A voxel takes the label of a box when the (closed) voxel cube and the box, grown by
+:data:`EPS`, overlap, so every voxel touching a surface is labelled: a depth pixel,
+back-projected and floored into the grid, lands in a labelled voxel, also after the depth has
+been rounded to millimetres. Boxes only rotate about z, so overlap is exact and cheap:
 the z extents are intervals, and in the xy-plane the separating-axis test of the voxel's
 square footprint against the box's rectangle needs the two box axes only (the grid axes are
 covered by the bounding range). Voxels whose centre is inside the room interior start as 0
@@ -17,8 +18,12 @@ import numpy as np
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, IGNORE_LABEL
 from torchssc.synth.scene import Boxes
 
-EPS = 1e-6
-"""Tolerance (m) of the overlap tests: faces exactly on a voxel boundary claim both voxels."""
+EPS = 6e-4
+"""Tolerance (m) of the overlap tests: a voxel within 0.6 mm of a box counts as touching it.
+
+Depth files store whole millimetres, which moves a surface point by up to 0.5 mm along its
+ray; with this margin the point read back from the file still lands in a labelled voxel even
+when the surface lies (almost) exactly on a voxel boundary."""
 
 
 def _index_range(lo: float, hi: float, origin: float, voxel: float, n: int) -> tuple[int, int]:
