@@ -331,13 +331,16 @@ def raycast(
     dist = np.full(tuple(pshape), -1, dtype=np.int32)
     dist[1:-1, 1:-1, 1:-1] = skip_distance(occupied(labels))
     dist = dist.ravel()
-    pstrides = np.array([pshape[1] * pshape[2], pshape[2], 1], dtype=np.int64)
+    ps0, ps1 = int(pshape[1] * pshape[2]), int(pshape[2])
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     flat_labels = labels.ravel()
     plus = d > 0
-    inv = np.where(d == 0, np.inf, inv)
+    sgn = np.where(plus, 1, -1)
+    # (target - o) * inv with inv = 0 and + inf where a ray is parallel to an axis: never NaN.
+    never = np.where(d == 0, np.inf, 0.0)
+    inv = np.where(d == 0, 0.0, inv)
     for _ in range(int(shape.sum()) + 3):  # every iteration moves each ray by >= 1 voxel
-        k = dist[(g + 1) @ pstrides]
+        k = dist[(g[:, 0] + 1) * ps0 + (g[:, 1] + 1) * ps1 + (g[:, 2] + 1)]
         done = k <= 0
         if done.any():
             h = np.flatnonzero(k == 0)
@@ -352,19 +355,19 @@ def raycast(
             if keep.size == 0:
                 break
             rays, g, t, axis, k = rays[keep], g[keep], t[keep], axis[keep], k[keep]
-            o, d, inv, plus = o[keep], d[keep], inv[keep], plus[keep]
+            o, d, inv, never, plus, sgn = o[keep], d[keep], inv[keep], never[keep], plus[keep], sgn[keep]
         # Leave the empty cube [g - (k-1), g + k) through its nearest face.
-        lo = g - (k - 1)[:, None]
-        hi = g + k[:, None]
-        with np.errstate(invalid="ignore"):
-            tt = (np.where(plus, hi, lo) - o) * inv
-        tt[np.isinf(inv)] = np.inf
+        kk = k[:, None]
+        lo = g - (kk - 1)
+        hi = g + kk
+        tt = (np.where(plus, hi, lo) - o) * inv + never
         axis = np.argmin(tt, axis=1)
         rows = np.arange(rays.size)
         t = tt[rows, axis]
-        g = np.clip(np.floor(o + d * t[:, None]).astype(np.int64), lo, hi - 1)
-        g[rows, axis] = np.where(plus[rows, axis], hi[rows, axis], lo[rows, axis] - 1)
-        np.clip(g, -1, shape, out=g)
+        gn = np.floor(o + d * t[:, None]).astype(np.int64)
+        np.clip(gn, lo, hi - 1, out=gn)
+        gn[rows, axis] += sgn[rows, axis]  # cross the exit face
+        g = np.clip(gn, -1, shape, out=gn)  # beyond the grid: onto the padding, i.e. done
     return _hits(out_label, out_depth, out_normal, out_voxel, camera)
 
 
