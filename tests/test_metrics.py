@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from torchssc import metrics as M
 from torchssc.geometry import CLASS_NAMES, VIS_OCCLUDED, VIS_SURFACE
-from torchssc.metrics import PROTOCOLS, SSCMetrics, format_results, protocol_masks
+from torchssc.metrics import PROTOCOLS, SSCMetrics, format_results, protocol_masks, update_all
 
 NP = 307200  # NYU "no pixel"
 
@@ -232,7 +232,7 @@ def test_torch_path_matches_numpy_path(protocol, monkeypatch):
     kw = dict(label_weight=weight, mapping=mapping, visibility=vis)
     a = SSCMetrics(protocol, no_pixel=40)
     a.update(pred, label, **kw)
-    monkeypatch.setattr(M, "_ops_for", lambda device: M._TorchOps)
+    monkeypatch.setattr(M, "_use_numpy", lambda device: False)
     b = SSCMetrics(protocol, no_pixel=40)
     b.update(pred, label, **kw)
     for x, y in zip(a.state_tensors(), b.state_tensors()):
@@ -269,6 +269,23 @@ def test_streaming_equals_single_update(protocol):
     assert once.compute()["scenes"] == 5
     pieces.reset()
     assert all(int(t.abs().sum()) == 0 for t in pieces.state_tensors())
+
+
+def test_update_all_equals_one_object_per_protocol():
+    pred, label, weight, mapping, vis = random_batch(9, b=4, pix=40)
+    kw = dict(label_weight=weight, mapping=mapping, visibility=vis)
+    together = [SSCMetrics(p, no_pixel=40) for p in PROTOCOLS]
+    update_all(together, pred, label, **kw)
+    for m in together:
+        alone = SSCMetrics(m.protocol, no_pixel=40)
+        alone.update(pred, label, **kw)
+        for x, y in zip(alone.state_tensors(), m.state_tensors()):
+            assert same_state(x, y)
+    # a protocol's missing input is an error for the whole call, and nothing is counted
+    fresh = [SSCMetrics(p, no_pixel=40) for p in PROTOCOLS]
+    with pytest.raises(ValueError, match="needs visibility"):
+        update_all(fresh, pred, label, label_weight=weight, mapping=mapping)
+    assert all(m.compute()["scenes"] == 0 for m in fresh)
 
 
 def test_protocol_masks_nest():

@@ -40,12 +40,27 @@ Edge cases (documented choices):
 Everything is a sum of counts (confusion matrices, per-scene SC scores and scene counts), so a
 metric object is *streaming* (update batch by batch, in any split) and *all_reduce-able*
 (distributed evaluation sums the states across processes).
+
+Speed: one ``bincount`` pass per batch over (scene, protocol attributes, label, prediction)
+(:func:`scene_histogram`) feeds every protocol at once (:func:`update_all`); the voxel-wise work
+runs in numpy on the CPU and in torch on accelerators.
+
+Usage::
+
+    metrics = {p: SSCMetrics(p) for p in PROTOCOLS}
+    for batch in loader:
+        pred = model(batch)["semantic"].argmax(1)  # (B, 60, 36, 60)
+        update_all(metrics.values(), pred, batch["label"], label_weight=batch["label_weight"],
+                   mapping=batch["mapping"], visibility=batch["visibility"])
+    for m in metrics.values():
+        m.all_reduce()  # no-op without torch.distributed
+        print(format_results(m.compute()))
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -114,65 +129,200 @@ def protocol_masks(
     return ssc, sc
 
 
-_PROTOCOL_ATTRS = {
-    # protocol: (attribute values scored by SSC, attribute values scored by SC); see update()
-    "torchssc": ((1, 3), (3,)),
-    "sscnet": ((1, 2), (2,)),
-    "all": ((0,), (0,)),
-}
+# --------------------------------------------------------------------------------------------
+# The shared histogram. Every voxel gets an *attribute* from the inputs the protocols look at,
+#   attribute = [weight > 0] + 2 [mapping == no pixel] + 4 vis3,   vis3 = 1 surface, 2 occluded,
+#                                                                  0 any other visibility code,
+# (an absent input counts as 0), and one bincount over (scene, attribute, label + 1, pred) gives
+# every protocol's counts: label 255 wraps to 0 in uint8 arithmetic and is dropped afterwards.
+N_ATTR = 12  # 3 vis3 x 2 no-pixel x 2 weight
 
 
-class _NumpyOps:
-    """Array operations of :meth:`SSCMetrics.update` on CPU (numpy arrays)."""
-
-    @staticmethod
-    def u8(x: np.ndarray) -> np.ndarray:
-        return x.astype(np.uint8, copy=False)
-
-    @staticmethod
-    def i32(x: np.ndarray) -> np.ndarray:
-        return x.astype(np.int32)
-
-    @staticmethod
-    def scene_offsets(b: int, stride: int, like: np.ndarray) -> np.ndarray:
-        return (np.arange(b, dtype=np.int32) * stride)[:, None]
-
-    @staticmethod
-    def bincount(key: np.ndarray, n: int) -> torch.Tensor:
-        return torch.bincount(torch.from_numpy(key.reshape(-1)), minlength=n)
+def _check_range(x: Any, hi: int, name: str, allowed: str, use_numpy: bool) -> None:
+    """Raise unless every value of integer ``x`` is in ``0..hi`` (one pass on the CPU)."""
+    if use_numpy:
+        if x.dtype.kind == "i":  # negative values become huge in the unsigned view
+            top = int(x.view(np.dtype(f"u{x.dtype.itemsize}")).max())
+        else:
+            top = int(x.max())
+        if top <= hi:
+            return
+        lo, top = int(x.min()), int(x.max())
+    else:
+        lo, top = int(x.min()), int(x.max())
+        if lo >= 0 and top <= hi:
+            return
+    raise ValueError(f"{name} values must be in {allowed}, got {lo}..{top}")
 
 
-class _TorchOps:
-    """Array operations of :meth:`SSCMetrics.update` on an accelerator (torch tensors)."""
+def _keys_numpy(prd, lab, weight, mapping, vis, no_pixel: int, c: int) -> np.ndarray:
+    """``(B, N) int32`` histogram keys (without the scene offset) from numpy arrays.
 
-    @staticmethod
-    def u8(x: torch.Tensor) -> torch.Tensor:
-        return x.to(torch.uint8)
+    Written for speed: uint8 work arrays, in-place doubling instead of shifts, no int64 temporaries.
+    """
+    _check_range(prd, c - 1, "pred", f"0..{c - 1}", True)
+    if prd.dtype != np.uint8:
+        prd = prd.astype(np.uint8)
+    if lab.dtype != np.uint8:
+        _check_range(lab, 255, "label", f"0..{c - 1} or {IGNORE_LABEL}", True)
+        lab = lab.astype(np.uint8)
+    shifted = lab + np.uint8(1)  # 255 (ignore) -> 0, class k -> k + 1
+    if int(shifted.max()) > c:
+        raise ValueError(f"label values must be in 0..{c - 1} or {IGNORE_LABEL}")
+    attr = np.zeros(lab.shape, np.uint8) if weight is None else (weight > 0).view(np.uint8)
+    if mapping is not None:
+        unmapped = (mapping == no_pixel).view(np.uint8)
+        unmapped += unmapped  # x2
+        attr += unmapped
+    if vis is not None:
+        vis3 = (vis == VIS_SURFACE).view(np.uint8)
+        occluded = (vis == VIS_OCCLUDED).view(np.uint8)
+        occluded += occluded
+        vis3 += occluded
+        np.multiply(vis3, np.uint8(4), out=vis3)
+        attr += vis3
+    key = attr.astype(np.int32)
+    key *= c + 1
+    key += shifted
+    key *= c
+    key += prd
+    return key
 
-    @staticmethod
-    def i32(x: torch.Tensor) -> torch.Tensor:
-        return x.to(torch.int32)
 
-    @staticmethod
-    def scene_offsets(b: int, stride: int, like: torch.Tensor) -> torch.Tensor:
-        return (torch.arange(b, dtype=torch.int32, device=like.device) * stride)[:, None]
+def _keys_torch(prd, lab, weight, mapping, vis, no_pixel: int, c: int) -> torch.Tensor:
+    """The same keys as :func:`_keys_numpy` from torch tensors (accelerators)."""
+    _check_range(prd, c - 1, "pred", f"0..{c - 1}", False)
+    _check_range(lab, 255, "label", f"0..{c - 1} or {IGNORE_LABEL}", False)
+    shifted = lab.to(torch.uint8) + 1
+    if int(shifted.max()) > c:
+        raise ValueError(f"label values must be in 0..{c - 1} or {IGNORE_LABEL}")
+    attr = torch.zeros(lab.shape, dtype=torch.int32, device=lab.device)
+    if weight is not None:
+        attr += (weight > 0).to(torch.int32)
+    if mapping is not None:
+        attr += 2 * (mapping == no_pixel).to(torch.int32)
+    if vis is not None:
+        attr += 4 * (vis == VIS_SURFACE).to(torch.int32) + 8 * (vis == VIS_OCCLUDED).to(torch.int32)
+    return (attr * (c + 1) + shifted.to(torch.int32)) * c + prd.to(torch.int32)
 
-    @staticmethod
-    def bincount(key: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.bincount(key.reshape(-1), minlength=n)
 
-
-def _ops_for(device: torch.device) -> type:
+def _use_numpy(device: torch.device) -> bool:
     """numpy on the CPU (torch's CPU comparison kernels are several times slower), torch elsewhere."""
-    return _NumpyOps if device.type == "cpu" else _TorchOps
+    return device.type == "cpu"
 
 
-def _checked_uint8(xp: Any, x: Any, limit: int, name: str, allowed: str) -> Any:
-    """``x`` as uint8 after checking that every value is in ``0..limit-1``."""
-    lo, hi = int(x.min()), int(x.max())
-    if lo < 0 or hi >= limit:
-        raise ValueError(f"{name} values must be in {allowed}, got {lo}..{hi}")
-    return xp.u8(x)
+def _flatten_inputs(pred: Any, label: Any, extras: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Validate shapes and dtypes; everything as ``(B, N)`` tensors on pred's device."""
+    pred_t = _as_tensor(pred, "pred")
+    if pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool:
+        raise ValueError(f"pred must hold integer class ids (argmax over the class axis), got {pred_t.dtype}")
+    if pred_t.ndim < 2:
+        raise ValueError(f"pred must be (B, ...) with a batch axis, got shape {tuple(pred_t.shape)}")
+    b = pred_t.shape[0]
+    per_scene = pred_t.numel() // b if b else 0
+
+    def flat(x: Any, name: str) -> torch.Tensor:
+        t = _as_tensor(x, name).to(pred_t.device)
+        if t.ndim == 0 or t.shape[0] != b or t.numel() != pred_t.numel():
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)}, expected {b} scenes of {per_scene} voxels "
+                f"like pred {tuple(pred_t.shape)}"
+            )
+        return t.detach().reshape(b, -1)
+
+    lab = flat(label, "label")
+    if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+        raise ValueError(f"label must hold integer class ids, got {lab.dtype}")
+    return pred_t.detach().reshape(b, -1), lab, {k: flat(v, k) for k, v in extras.items() if v is not None}
+
+
+@torch.no_grad()
+def scene_histogram(
+    pred: torch.Tensor | np.ndarray,
+    label: torch.Tensor | np.ndarray,
+    *,
+    label_weight: torch.Tensor | np.ndarray | None = None,
+    mapping: torch.Tensor | np.ndarray | None = None,
+    visibility: torch.Tensor | np.ndarray | None = None,
+    no_pixel: int = NO_PIXEL_NYU,
+    num_classes: int = NUM_CLASSES,
+) -> torch.Tensor:
+    """Per-scene confusion counts split by the attributes the protocols select on.
+
+    Args:
+        pred: ``(B, ...)`` integer predictions in 0..C-1 (torch on any device, or numpy).
+        label: same number of voxels per scene, 0..C-1 or 255 (255 is not counted).
+        label_weight, mapping, visibility: optional, same number of voxels per scene
+            (``mapping`` flat ``(B, N)``); an absent one counts as weight 0 / mapped / other.
+        no_pixel: the mapping value meaning "no pixel" (``H * W``).
+    Returns:
+        ``(B, 3, 2, 2, C, C) int64`` on pred's device: ``[scene, vis3, no_pixel, weight > 0,
+        ground truth, prediction]``, vis3 = 0 other visibility code, 1 ``VIS_SURFACE``,
+        2 ``VIS_OCCLUDED``.
+    Raises:
+        ValueError: as :meth:`SSCMetrics.update`.
+    """
+    c = num_classes
+    prd, lab, extras = _flatten_inputs(
+        pred, label, {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+    )
+    b = prd.shape[0]
+    per_attr = (c + 1) * c
+    if b == 0 or prd.shape[1] == 0:
+        return torch.zeros(b, 3, 2, 2, c, c, dtype=torch.int64, device=prd.device)
+    args = (extras.get("label_weight"), extras.get("mapping"), extras.get("visibility"))
+    if _use_numpy(prd.device):
+        key = _keys_numpy(prd.numpy(), lab.numpy(), *(None if a is None else a.numpy() for a in args), int(no_pixel), c)
+        if b > 1:
+            key += (np.arange(b, dtype=np.int32) * (N_ATTR * per_attr))[:, None]
+        key_t = torch.from_numpy(key)
+    else:
+        key_t = _keys_torch(prd, lab, *args, int(no_pixel), c)
+        if b > 1:
+            key_t = key_t + (torch.arange(b, dtype=torch.int32, device=key_t.device) * (N_ATTR * per_attr))[:, None]
+    hist = torch.bincount(key_t.reshape(-1), minlength=b * N_ATTR * per_attr)
+    return hist.reshape(b, 3, 2, 2, c + 1, c)[..., 1:, :]
+
+
+def update_all(
+    metrics: Iterable[SSCMetrics],
+    pred: torch.Tensor | np.ndarray,
+    label: torch.Tensor | np.ndarray,
+    *,
+    label_weight: torch.Tensor | np.ndarray | None = None,
+    mapping: torch.Tensor | np.ndarray | None = None,
+    visibility: torch.Tensor | np.ndarray | None = None,
+    no_pixel: int | None = None,
+) -> None:
+    """Update several metric objects (e.g. one per protocol) with one pass over the voxels.
+
+    Same arguments as :meth:`SSCMetrics.update`; ``no_pixel`` defaults to the first object's.
+    Every object must have the same ``num_classes``. Nothing is counted if any check fails.
+    """
+    metrics = list(metrics)
+    if not metrics:
+        return
+    c = metrics[0].num_classes
+    if any(m.num_classes != c for m in metrics):
+        raise ValueError("update_all: every metric object must have the same num_classes")
+    given = {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+    for m in metrics:
+        if m._reduced:
+            raise RuntimeError("update() after all_reduce(): call reset() first")
+        missing = [k for k in _PROTOCOL_NEEDS[m.protocol] if given[k] is None]
+        if missing:
+            raise ValueError(f"protocol {m.protocol!r} needs {', '.join(missing)} (got None)")
+    needed = {k for m in metrics for k in _PROTOCOL_NEEDS[m.protocol]}
+    hist = scene_histogram(
+        pred,
+        label,
+        **{k: (v if k in needed else None) for k, v in given.items()},
+        no_pixel=metrics[0].no_pixel if no_pixel is None else int(no_pixel),
+        num_classes=c,
+    )
+    hist_np = hist.cpu().numpy()
+    for m in metrics:
+        m._accumulate(hist_np)
 
 
 def _safe_div(num: float, den: float) -> float:
@@ -195,7 +345,6 @@ class SSCMetrics:
         num_classes: classes including empty (12); class names come from
             :data:`torchssc.geometry.CLASS_NAMES` when it has 12.
         no_pixel: default "no pixel" mapping value ``H * W`` (307200 for NYU).
-        device: where the (small) state tensors live.
     """
 
     def __init__(
@@ -204,7 +353,6 @@ class SSCMetrics:
         num_classes: int = NUM_CLASSES,
         *,
         no_pixel: int = NO_PIXEL_NYU,
-        device: str | torch.device = "cpu",
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -213,7 +361,6 @@ class SSCMetrics:
         self.protocol = protocol
         self.num_classes = num_classes
         self.no_pixel = int(no_pixel)
-        self.device = torch.device(device)
         if num_classes == NUM_CLASSES:
             self.class_names = tuple(CLASS_NAMES)
         else:
@@ -224,10 +371,11 @@ class SSCMetrics:
     def reset(self) -> None:
         """Zero every count."""
         c = self.num_classes
-        self.confusion = torch.zeros(c, c, dtype=torch.int64, device=self.device)
-        self.sc_confusion = torch.zeros(2, 2, dtype=torch.int64, device=self.device)
-        self.scene_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-        self.counts = torch.zeros(4, dtype=torch.int64, device=self.device)
+        # CPU tensors sharing memory with numpy arrays (the accumulation runs in numpy)
+        self.confusion = torch.zeros(c, c, dtype=torch.int64)
+        self.sc_confusion = torch.zeros(2, 2, dtype=torch.int64)
+        self.scene_sums = torch.zeros(3, dtype=torch.float64)
+        self.counts = torch.zeros(4, dtype=torch.int64)
         self._reduced = False
 
     def state_tensors(self) -> list[torch.Tensor]:
@@ -235,7 +383,6 @@ class SSCMetrics:
         return [self.confusion, self.sc_confusion, self.scene_sums, self.counts]
 
     # ----------------------------------------------------------------------------------------
-    @torch.no_grad()
     def update(
         self,
         pred: torch.Tensor | np.ndarray,
@@ -259,101 +406,42 @@ class SSCMetrics:
             visibility: ``(B, ...)`` ``VIS_*`` codes; required by ``sscnet``.
             no_pixel: overrides the object's "no pixel" mapping value for this batch.
         Raises:
-            ValueError: on a floating-point prediction, mismatched shapes, a prediction outside
-                0..C-1, a label outside 0..C-1 and 255, or a missing protocol input.
+            ValueError: on a non-integer prediction or label, mismatched shapes, a prediction
+                outside 0..C-1, a label outside 0..C-1 and 255, or a missing protocol input
+                (nothing is counted then).
         """
-        if self._reduced:
-            raise RuntimeError("update() after all_reduce(): call reset() first")
-        c = self.num_classes
-        pred_t = _as_tensor(pred, "pred")
-        if pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool:
-            raise ValueError(
-                f"pred must hold integer class ids (argmax over the class axis), got {pred_t.dtype}"
-            )
-        if pred_t.ndim < 2:
-            raise ValueError(f"pred must be (B, ...) with a batch axis, got shape {tuple(pred_t.shape)}")
-        b = pred_t.shape[0]
-        device = pred_t.device
-        per_scene = pred_t.numel() // b if b else 0
+        update_all(
+            [self], pred, label, label_weight=label_weight, mapping=mapping, visibility=visibility, no_pixel=no_pixel
+        )
 
-        def flat(x: Any, name: str) -> torch.Tensor:
-            t = _as_tensor(x, name).to(device)
-            if t.ndim == 0 or t.shape[0] != b or t.numel() != pred_t.numel():
-                raise ValueError(
-                    f"{name} has shape {tuple(t.shape)}, expected {b} scenes of "
-                    f"{per_scene} voxels like pred {tuple(pred_t.shape)}"
-                )
-            return t.reshape(b, -1)
-
-        lab = flat(label, "label")
-        if lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
-            raise ValueError(f"label must hold integer class ids, got {lab.dtype}")
-        given = {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
-        missing = [k for k in _PROTOCOL_NEEDS[self.protocol] if given[k] is None]
-        if missing:
-            raise ValueError(f"protocol {self.protocol!r} needs {', '.join(missing)} (got None)")
-        if b == 0 or per_scene == 0:
-            return
-        extras = {k: flat(given[k], k) for k in _PROTOCOL_NEEDS[self.protocol]}
-        # The voxel-wise work runs in numpy on the CPU and in torch on an accelerator; both
-        # share the code below.
-        xp = _ops_for(device)
-        if xp is _NumpyOps:
-            prd, lab = pred_t.detach().reshape(b, -1).numpy(), lab.detach().numpy()
-            extras = {k: v.detach().numpy() for k, v in extras.items()}
-        else:
-            prd = pred_t.reshape(b, -1)
-        prd = _checked_uint8(xp, prd, c, "pred", f"0..{c - 1}")
-        lab = _checked_uint8(xp, lab, 256, "label", f"0..{c - 1} or {IGNORE_LABEL}")
-        shifted = lab + 1  # uint8 arithmetic: 255 (ignore) -> 0, class k -> k + 1
-        if int(shifted.max()) > c:
-            raise ValueError(f"label values must be in 0..{c - 1} or {IGNORE_LABEL}")
-
-        # Histogram of (scene, protocol attribute, label + 1, pred) in one bincount pass:
-        #   torchssc: attribute = [weight > 0] + 2 [no mapped pixel]  (4 values)
-        #   sscnet:   attribute = [surface] + 2 [occluded]              (3 values)
-        #   all:      attribute = 0                                     (1 value)
-        npix = self.no_pixel if no_pixel is None else int(no_pixel)
-        if self.protocol == "torchssc":
-            attr = xp.u8(extras["label_weight"] > 0) + 2 * xp.u8(extras["mapping"] == npix)
-            n_attr = 4
+    def _accumulate(self, hist: np.ndarray) -> None:
+        """Add a :func:`scene_histogram` ``(B, 3, 2, 2, C, C)`` (numpy) under this protocol."""
+        b = hist.shape[0]
+        if self.protocol == "torchssc":  # [scene, vis3, no_pixel, weight, gt, pred]
+            ssc = hist[:, :, :, 1].sum((1, 2))
+            sc = hist[:, :, 1, 1].sum(1)
         elif self.protocol == "sscnet":
-            vis = extras["visibility"]
-            attr = xp.u8(vis == VIS_SURFACE) + 2 * xp.u8(vis == VIS_OCCLUDED)
-            n_attr = 3
+            ssc = hist[:, 1:].sum((1, 2, 3))
+            sc = hist[:, 2].sum((1, 2))
         else:
-            attr, n_attr = None, 1
-        per_attr = (c + 1) * c
-        key = xp.i32(shifted) * c
-        key += prd
-        if attr is not None:
-            key += xp.i32(attr) * per_attr
-        key += xp.scene_offsets(b, n_attr * per_attr, key)
-        hist = xp.bincount(key, b * n_attr * per_attr).to(self.device, torch.int64)
-        hist = hist.reshape(b, n_attr, c + 1, c)[:, :, 1:]  # drop label 255: (B, A, C gt, C pred)
-
-        ssc_attrs, sc_attrs = _PROTOCOL_ATTRS[self.protocol]
-        sc_conf = hist[:, list(sc_attrs)].sum(1)  # (B, C, C) each scene's SC-voxel confusion
-        tn = sc_conf[:, 0, 0]
-        fp = sc_conf[:, 0, 1:].sum(1)
-        fn = sc_conf[:, 1:, 0].sum(1)
-        tp = sc_conf[:, 1:, 1:].sum((1, 2))
-        ssc_conf = hist[:, list(ssc_attrs)].sum((0, 1))
-        self.confusion += ssc_conf
-        self.sc_confusion += torch.stack([torch.stack([tn, fp], 1), torch.stack([fn, tp], 1)], 1).sum(0)
+            ssc = sc = hist.sum((1, 2, 3))
+        # ssc, sc: (B, C, C) per-scene confusions over the SSC and the SC voxels
+        tn = sc[:, 0, 0]
+        fp = sc[:, 0, 1:].sum(1)
+        fn = sc[:, 1:, 0].sum(1)
+        tp = sc[:, 1:, 1:].sum((1, 2))
+        self.confusion.numpy()[:] += ssc.sum(0)
+        self.sc_confusion.numpy()[:] += np.array([[tn.sum(), fp.sum()], [fn.sum(), tp.sum()]])
         union = tp + fp + fn
         if _SC_PER_SCENE[self.protocol]:
             # MATLAB benchmark: precision 0 without a true positive, recall 0 without an
             # occupied ground-truth voxel; IoU undefined (left out of the mean) for an empty union.
-            tpf = tp.double()
-            zero = torch.zeros_like(tpf)
-            precision = torch.where(tp > 0, tpf / (tp + fp).clamp(min=1), zero)
-            recall = torch.where(tp + fn > 0, tpf / (tp + fn).clamp(min=1), zero)
-            iou = torch.where(union > 0, tpf / union.clamp(min=1), zero)
-            self.scene_sums += torch.stack([precision.sum(), recall.sum(), iou.sum()])
-        self.counts += torch.stack(
-            [torch.tensor(b, device=self.device), (union > 0).sum(), ssc_conf.sum(), sc_conf.sum()]
-        )
+            tpf = tp.astype(np.float64)
+            precision = np.where(tp > 0, tpf / np.maximum(tp + fp, 1), 0.0)
+            recall = np.where(tp + fn > 0, tpf / np.maximum(tp + fn, 1), 0.0)
+            iou = np.where(union > 0, tpf / np.maximum(union, 1), 0.0)
+            self.scene_sums.numpy()[:] += [precision.sum(), recall.sum(), iou.sum()]
+        self.counts.numpy()[:] += [b, int((union > 0).sum()), int(ssc.sum()), int(sc.sum())]
 
     # ----------------------------------------------------------------------------------------
     def all_reduce(self) -> None:
@@ -369,7 +457,7 @@ class SSCMetrics:
 
         if not (dist.is_available() and dist.is_initialized()):
             return
-        comm_device = self.device
+        comm_device = torch.device("cpu")
         if dist.get_backend() == "nccl":
             comm_device = torch.device("cuda", torch.cuda.current_device())
         for t in self.state_tensors():

@@ -39,7 +39,7 @@ from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, l
 from torchssc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from torchssc.engine.sampler import loader_generator, shard_indices
 from torchssc.io.atomic import atomic_path, write_bytes_atomic
-from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, format_results
+from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, format_results, update_all
 
 logger = logging.getLogger("torchssc.eval")
 
@@ -222,16 +222,15 @@ def score_model(
         if "semantic" not in outputs:
             raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
         pred = outputs["semantic"].argmax(1)  # (B, D, H, W) int64
-        no_pixel = _no_pixel(batch)
-        for protocol, m in metrics.items():
-            m.update(
-                pred,
-                batch["label"],
-                label_weight=batch.get("label_weight"),
-                mapping=batch.get("mapping"),
-                visibility=batch.get("visibility"),
-                no_pixel=no_pixel,
-            )
+        update_all(  # one pass over the voxels for every protocol
+            metrics.values(),
+            pred,
+            batch["label"],
+            label_weight=batch.get("label_weight"),
+            mapping=batch.get("mapping"),
+            visibility=batch.get("visibility"),
+            no_pixel=_no_pixel(batch),
+        )
         if save_dir is not None:
             sketch = outputs.get("sketch_prior", outputs.get("sketch_raw"))
             pred_np = pred.to(torch.uint8).cpu().numpy()
