@@ -108,3 +108,29 @@ def test_empty_depth_gives_empty_observations():
     assert (out.tsdf_fine == np.float32(0.001)).all()
     assert (out.label == g.NYU36_TO_11[3]).all() and out.label_weight.all()
     np.testing.assert_array_equal(downsample_mean(np.zeros((8, 12, 8))), out.tsdf)
+
+
+def test_depth_hits_agree_with_geometry():
+    """Surface voxels and mapping use exactly geometry.depth_to_grid_index's voxels."""
+    from torchssc.prepare.tsdf import depth_hits
+
+    raw = read_bin(BIN)
+    depth = read_depth_png(BIN.with_suffix(".png"))
+    pixels, voxels = depth_hits(depth, raw.pose, raw.origin)
+    idx, valid = g.depth_to_grid_index(depth, raw.pose, raw.origin)
+    np.testing.assert_array_equal(pixels, np.flatnonzero(valid.ravel()))
+    np.testing.assert_array_equal(voxels, idx.reshape(-1, 3)[pixels])
+    assert pixels.size == 259_404
+
+
+def test_depthbin_with_wrong_png_size(tmp_path):
+    from torchssc.io.depthbin import write_bin, write_depth_png
+
+    raw = read_bin(BIN)
+    write_bin(tmp_path / "NYU0002_0000.bin", raw.origin, raw.pose, raw.labels)
+    write_depth_png(tmp_path / "NYU0002_0000.png", np.ones((240, 320)))
+    with pytest.raises(ValueError, match="NYU0002_0000.png.*320x240, expected 640x480"):
+        prepare_depthbin(tmp_path / "NYU0002_0000.bin")
+    with pytest.raises(FileNotFoundError, match="NYU0003_0000.png"):
+        write_bin(tmp_path / "NYU0003_0000.bin", raw.origin, raw.pose, raw.labels)
+        prepare_depthbin(tmp_path / "NYU0003_0000.bin")
