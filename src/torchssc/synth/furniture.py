@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from torchssc.synth.scene import FABRIC, GLASS, PLAIN, RAW, SCREEN, STRIPES, WOOD, Part
+from torchssc.synth.scene import FABRIC, GLASS, PLAIN, RAW, SCREEN, STRIPES, TILES, WOOD, Part
 
 WOODS = np.array([(0.55, 0.38, 0.22), (0.72, 0.55, 0.36), (0.36, 0.24, 0.15), (0.80, 0.70, 0.55),
                   (0.93, 0.93, 0.90), (0.25, 0.25, 0.27)])
@@ -175,9 +175,9 @@ def cabinet(rng: np.random.Generator, kind: str = "cabinet") -> Item:
     color = pick(rng, WOODS)
     x0, x1, y0, y1 = -w / 2, w / 2, -d / 2, d / 2
     parts = [part(x0, x1, y0, y1 - 0.02, 0.0, h, raw, color, WOOD)]
-    # drawer/door fronts: a thin slab proud of the body, a slightly different shade
+    # drawer/door fronts: a thin slab proud of the body, a slightly different shade, panel lines
     front = np.clip(color * rng.uniform(0.8, 1.15), 0, 1)
-    parts.append(part(x0 + 0.02, x1 - 0.02, y1 - 0.02, y1, 0.05, h - 0.03, raw, front, STRIPES))
+    parts.append(part(x0 + 0.02, x1 - 0.02, y1 - 0.02, y1, 0.05, h - 0.03, raw, front, TILES))
     supports = [(0.0, 0.0, w / 2 - 0.04, d / 2 - 0.04, h)] if h < 1.3 else []
     return Item(kind, parts, (w / 2, d / 2), supports)
 
