@@ -329,17 +329,24 @@ def truncated_squared_distance(surface: np.ndarray, truncation: int = TRUNCATION
         ``(D, H, W) uint8``: ``min(d², T² + 1)``; ``T² + 1`` means "farther than T" (also when
         there is no ``True`` voxel at all).
     """
+    surface = np.asarray(surface, dtype=bool)
+    if surface.ndim != 3:
+        raise ValueError(f"surface must be a 3-D grid, got shape {surface.shape}")
+    hits = np.stack(np.unravel_index(np.flatnonzero(surface), surface.shape), axis=1)
+    return _squared_distance_from_hits(hits, surface.shape, truncation)
+
+
+def _squared_distance_from_hits(hits: np.ndarray, shape: tuple[int, int, int], truncation: int) -> np.ndarray:
+    """:func:`truncated_squared_distance` from ``(N, 3)`` indices of the True voxels (repeats allowed)."""
     if not 1 <= truncation <= 15:
         raise ValueError(f"truncation must be in 1..15 voxels, got {truncation}")
     cap = truncation * truncation + 1
-    surface = np.asarray(surface, dtype=bool)
-    out = np.full(surface.shape, cap, dtype=np.uint8)
-    hits = np.argwhere(surface)
+    out = np.full(shape, cap, dtype=np.uint8)
     if hits.size == 0:
         return out
     # bounding box of the surface grown by T: everything outside is farther than T
     lo = np.maximum(hits.min(axis=0) - truncation, 0)
-    hi = np.minimum(hits.max(axis=0) + truncation + 1, surface.shape)
+    hi = np.minimum(hits.max(axis=0) + truncation + 1, shape)
     crop_shape = tuple(int(x) for x in hi - lo)
     hits = hits - lo
     f = np.full(crop_shape, cap, dtype=np.uint8)
@@ -389,10 +396,12 @@ def compute_tsdf(
     if hits is None:
         hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
     voxels = hits[1]
-    surface_flat = np.ravel_multi_index((voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)
-    surface = np.zeros(shape, dtype=bool)
-    surface.ravel()[surface_flat] = True
-    squared = truncated_squared_distance(surface, truncation)
+    # distinct surface voxels (many pixels share one): mark, then list them in C order
+    surface = np.zeros(int(np.prod(shape)), dtype=bool)
+    surface[np.ravel_multi_index((voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)] = True
+    surface_flat = np.flatnonzero(surface)
+    unique = np.stack(np.unravel_index(surface_flat, shape), axis=1)
+    squared = _squared_distance_from_hits(unique, shape, truncation)
     state, distance = _observe_grid(depth, pose, origin, intrinsics, voxel, shape, squared, truncation)
     state.ravel()[surface_flat] = STATE_SURFACE
     distance.ravel()[surface_flat] = 0.0
