@@ -10,17 +10,25 @@ Baselines measured in the same run:
   timed on ``--naive-rays`` rays of the 60-grid camera view and extrapolated to the whole image;
 * for meshes, a naive per-voxel, per-neighbour Python loop over the 60-grid.
 
+Times are CPU seconds of the one thread (``time.process_time``; the script pins BLAS/OpenMP to
+one thread), so they stay meaningful on a shared, loaded machine; wall time is that or more.
+
 Usage: ``python benchmarks/bench_viz.py [--size 480x360] [--repeat 3] [--naive-rays 200]``
 """
 
 from __future__ import annotations
 
-import argparse
-import itertools
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from torchssc.prepare.pipeline import prepare_depthbin
 from torchssc.viz import render
@@ -34,9 +42,9 @@ SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu_s
 def best(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return min(times)
 
 
@@ -48,7 +56,7 @@ def naive_rays(labels, camera, voxel, origin, n_rays: int) -> float:
     o_all = (origins[pick] - origin)[:, [0, 2, 1]] / voxel
     d_all = dirs[pick][:, [0, 2, 1]] / voxel
     occ = [tuple(v) for v in np.argwhere((labels >= 1) & (labels <= 11))]
-    t = time.perf_counter()
+    t = time.process_time()
     for o, d in zip(o_all, d_all):
         best_t = np.inf
         for g in occ:
@@ -62,7 +70,7 @@ def naive_rays(labels, camera, voxel, origin, n_rays: int) -> float:
                 lo, hi = max(lo, min(a, b)), min(hi, max(a, b))
             if lo <= hi and hi >= 0:
                 best_t = min(best_t, max(lo, 0.0))
-    return (time.perf_counter() - t) / n_rays
+    return (time.process_time() - t) / n_rays
 
 
 def naive_mesh_faces(labels) -> int:
@@ -94,7 +102,7 @@ def main() -> None:
     origin, pose = fine.origin, fine.pose
     exact_skip = render.skip_distance
 
-    print(f"renders at {size[0]}x{size[1]}, best of {args.repeat}; sample frame NYU0001")
+    print(f"renders at {size[0]}x{size[1]}, CPU seconds, best of {args.repeat}; sample frame NYU0001")
     print(f"{'grid':12s} {'view':8s} {'skipping s':>11s} {'1-voxel steps s':>16s} {'speed-up':>9s}")
     for name, (labels, voxel) in volumes.items():
         bounds = content_bounds(labels, voxel, origin)
@@ -117,9 +125,9 @@ def main() -> None:
     print(f"naive per-pixel loop, 60-grid camera view: {per_ray * 1e3:.2f} ms/ray on {args.naive_rays} rays "
           f"-> {est:.0f} s per image (extrapolated); vectorised {fast:.3f} s: {est / fast:.0f}x")
 
-    t = time.perf_counter()
+    t = time.process_time()
     n_naive = naive_mesh_faces(labels)
-    naive = time.perf_counter() - t
+    naive = time.process_time() - t
     fast = best(lambda: voxel_mesh(labels, voxel, origin), args.repeat)
     n_fast = len(voxel_mesh(labels, voxel, origin).faces)
     assert n_fast == n_naive, (n_fast, n_naive)
