@@ -246,13 +246,15 @@ def test_eval_from_recipe_with_checkpoint_path_and_single_protocol(tmp_path):
     save = tmp_path / "one"
     ckpt = epoch_path(run, 1)
     rc = cli_main([
-        "eval", str(tmp_path / "recipe.yaml"), "eval.seed=3", "--checkpoints", str(ckpt),
-        "--protocol", "all", "--out", str(out), "--save", str(save), "--no-progress",
-    ])
+        "eval", str(tmp_path / "recipe.yaml"), "--checkpoints", str(ckpt),
+        "--protocol", "all", "--out", str(out), "--save", str(save), "--no-progress", "eval.seed=5",
+    ])  # overrides may follow the options
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["epoch_0001_all.json", "epoch_0001_all.md"]
-    _, want = _reference(run, 1, seed=3)
-    _same_metrics(json.loads((out / "epoch_0001_all.json").read_text())["metrics"], want["all"])
+    _, want = _reference(run, 1, seed=5)
+    record = json.loads((out / "epoch_0001_all.json").read_text())
+    assert record["seed"] == 5
+    _same_metrics(record["metrics"], want["all"])
     assert sorted(p.name for p in (save / "results").iterdir()) == [f"{i}.npy" for i in IDS]
 
 
