@@ -275,6 +275,7 @@ def raycast(
     *,
     voxel: float | None = None,
     origin: Sequence[float] = (0.0, 0.0, 0.0),
+    rays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RayHits:
     """Cast one ray per pixel of ``camera`` into a label volume; exact first-hit voxels.
 
@@ -283,13 +284,14 @@ def raycast(
         camera: the view.
         voxel: voxel edge in metres (default: :func:`default_voxel`).
         origin: ``(3,)`` world (x, y, z) of the grid's corner.
+        rays: ``camera.rays()`` when already computed.
     Returns:
         :class:`RayHits` of shape ``(camera.height, camera.width)``.
     """
     labels = check_labels(labels)
     voxel = default_voxel(labels.shape) if voxel is None else float(voxel)
     shape = np.array(labels.shape, dtype=np.int64)
-    origins_w, dirs_w = camera.rays()
+    origins_w, dirs_w = camera.rays() if rays is None else rays
     n = origins_w.shape[0]
     # Grid coordinates (a, b, c) = ((x - ox), (z - oz), (y - oy)) / voxel; with unit world
     # directions divided by voxel, the ray parameter stays in metres.
@@ -416,13 +418,18 @@ def shade(
     voxel: float = LABEL_VOXEL,
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     background: Sequence[int] = BACKGROUND,
+    rays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Colour ray hits.
 
     Args:
+        hits, camera: a :func:`raycast` result and its camera.
         mode: ``"flat"`` = exact palette colours (for tests and masks); ``"shaded"`` = a fixed
             shade per face direction (:data:`FACE_SHADE`) and a thin darker outline along voxel
             edges, so single voxels stay readable.
+        voxel, origin: the grid the hits came from.
+        background: RGB of pixels that hit nothing.
+        rays: ``camera.rays()`` when already computed.
     Returns:
         ``(H, W, 3) uint8`` image.
     """
@@ -435,7 +442,7 @@ def shade(
     if mode == "shaded":
         factor = FACE_SHADE[np.maximum(hits.normal[hit], 0)].copy()
         # Outline: where the hit point is within about a pixel of an edge of its face.
-        origins, dirs = camera.rays()
+        origins, dirs = camera.rays() if rays is None else rays
         flat = np.flatnonzero(hit.ravel())
         t = hits.depth.ravel()[flat]
         point = origins[flat] + dirs[flat] * t[:, None]
@@ -536,8 +543,9 @@ def render_view(
     camera = make_camera(view, bounds, pose=pose, intrinsics=intrinsics, size=size)
     if hide_ceiling_above and isinstance(view, str) and view in VIEWS_FROM_ABOVE:
         labels = np.where(labels == CLASS_NAMES.index("ceiling"), 0, labels).astype(np.uint8)
-    hits = raycast(labels, camera, voxel=voxel, origin=origin)
-    return shade(hits, camera, mode=shading, voxel=voxel, origin=origin, background=background)
+    rays = camera.rays()
+    hits = raycast(labels, camera, voxel=voxel, origin=origin, rays=rays)
+    return shade(hits, camera, mode=shading, voxel=voxel, origin=origin, background=background, rays=rays)
 
 
 def render_views(
