@@ -315,12 +315,12 @@ def raycast(
     entry_axis = np.argmax(tlo, axis=1)
     t_enter = np.maximum(tlo.max(axis=1), 0.0)
     t_exit = thi.min(axis=1)
-    rays = np.flatnonzero(t_enter < t_exit)
-    if rays.size == 0 or not occupied(labels).any():
+    live = np.flatnonzero(t_enter < t_exit)
+    if live.size == 0 or not occupied(labels).any():
         return _hits(out_label, out_depth, out_normal, out_voxel, camera)
 
-    o, d, inv, t = o[rays], d[rays], inv[rays], t_enter[rays]
-    axis = np.where(tlo[rays].max(axis=1) <= 0, -1, entry_axis[rays])  # -1: starts inside the box
+    o, d, inv, t = o[live], d[live], inv[live], t_enter[live]
+    axis = np.where(tlo[live].max(axis=1) <= 0, -1, entry_axis[live])  # -1: starts inside the box
     g = np.clip(np.floor(o + d * t[:, None]).astype(np.int64), 0, shape - 1)
     # The entry face's own index can round to the wrong side: pin it from the direction.
     rows = np.flatnonzero(axis >= 0)
@@ -347,7 +347,7 @@ def raycast(
         if done.any():
             h = np.flatnonzero(k == 0)
             if h.size:
-                r = rays[h]
+                r = live[h]
                 a = axis[h]
                 out_label[r] = flat_labels[g[h] @ strides]
                 out_depth[r] = t[h]
@@ -356,7 +356,7 @@ def raycast(
             keep = np.flatnonzero(~done)
             if keep.size == 0:
                 break
-            rays, g, t, axis, k = rays[keep], g[keep], t[keep], axis[keep], k[keep]
+            live, g, t, axis, k = live[keep], g[keep], t[keep], axis[keep], k[keep]
             o, d, inv, never, plus, sgn = o[keep], d[keep], inv[keep], never[keep], plus[keep], sgn[keep]
         # Leave the empty cube [g - (k-1), g + k) through its nearest face.
         kk = k[:, None]
@@ -364,7 +364,7 @@ def raycast(
         hi = g + kk
         tt = (np.where(plus, hi, lo) - o) * inv + never
         axis = np.argmin(tt, axis=1)
-        rows = np.arange(rays.size)
+        rows = np.arange(live.size)
         t = tt[rows, axis]
         gn = np.floor(o + d * t[:, None]).astype(np.int64)
         np.clip(gn, lo, hi - 1, out=gn)
