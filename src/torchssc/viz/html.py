@@ -123,7 +123,7 @@ _TEMPLATE = r"""<!DOCTYPE html>
 <title>@TITLE@</title>
 <style>
   html, body { margin: 0; height: 100%; background: #fff; font: 13px sans-serif; color: #222; overflow: hidden; }
-  #view { position: absolute; top: 0; left: 0; width: 100%; height: 100%; display: block; }
+  #view { position: absolute; top: 0; left: 0; width: 100%; height: 100%; display: block; touch-action: none; }
   #panel { position: absolute; top: 8px; left: 8px; background: rgba(255,255,255,0.9); padding: 8px 10px;
            border: 1px solid #ccc; border-radius: 4px; max-width: 280px; }
   #panel h1 { font-size: 14px; margin: 0 0 6px 0; }
@@ -295,7 +295,7 @@ reset();
 
 function draw() {
   if (!gl) return;
-  const w = canvas.clientWidth * devicePixelRatio, h = canvas.clientHeight * devicePixelRatio;
+  const w = Math.round(canvas.clientWidth * devicePixelRatio), h = Math.round(canvas.clientHeight * devicePixelRatio);
   if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
   gl.viewport(0, 0, canvas.width, canvas.height);
   gl.clearColor(1, 1, 1, 1);
