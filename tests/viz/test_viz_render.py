@@ -280,3 +280,16 @@ def test_camera_view_of_real_sample_reproduces_its_depth():
     assert np.median(err) < 0.08
     mirrored = np.abs(z[:, ::-1] - kinect)[ok & np.isfinite(z[:, ::-1])]
     assert np.median(mirrored) > 2 * np.median(err)
+
+
+def test_camera_from_pose_scales_uniformly_and_centres():
+    intr = Intrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)
+    same = camera_from_pose(np.eye(4), intr, size=(320, 240))
+    assert (same.fx, same.fy, same.cx, same.cy) == (250.0, 250.0, 159.5, 119.5)
+    wide = camera_from_pose(np.eye(4), intr, size=(400, 240))  # wider than 4:3
+    assert wide.fx == wide.fy == 250.0 and wide.cx == pytest.approx(199.5) and wide.cy == pytest.approx(119.5)
+    # the first pixel of the centred 320x240 area (u = 40, v = 0) looks where the original
+    # image's pixel (0.5, 0.5) does: half-resolution pixel centres are full-resolution corners
+    _, dirs = wide.rays()
+    corner = dirs.reshape(240, 400, 3)[0, 40]
+    np.testing.assert_allclose(corner[:2] / corner[2], [(0.5 - 319.5) / 500, (0.5 - 239.5) / 500], atol=1e-12)

@@ -179,7 +179,8 @@ def camera_from_pose(
     intrinsics: Intrinsics = NYU_INTRINSICS,
     size: tuple[int, int] = (480, 360),
 ) -> Camera:
-    """The frame's own camera, with its intrinsics rescaled to an output ``size = (W, H)``.
+    """The frame's own camera, with its intrinsics rescaled to an output ``size = (W, H)``
+    (pixel centres on integer coordinates, as :func:`torchssc.geometry.project`).
 
     Args:
         pose: ``(4, 4)`` camera-to-world.
@@ -189,11 +190,14 @@ def camera_from_pose(
     if pose.shape != (4, 4):
         raise ValueError(f"pose must be (4, 4), got {pose.shape}")
     w, h = size
-    sx, sy = w / intrinsics.width, h / intrinsics.height
+    # One scale for both axes (square pixels stay square); an output of another aspect ratio
+    # shows the whole original image centred, with a little more around it on one axis.
+    scale = min(w / intrinsics.width, h / intrinsics.height)
+    pad_x, pad_y = (w - intrinsics.width * scale) / 2, (h - intrinsics.height * scale) / 2
     return Camera(
         rotation=pose[:3, :3], position=pose[:3, 3],
-        fx=intrinsics.fx * sx, fy=intrinsics.fy * sy,
-        cx=(intrinsics.cx + 0.5) * sx - 0.5, cy=(intrinsics.cy + 0.5) * sy - 0.5,
+        fx=intrinsics.fx * scale, fy=intrinsics.fy * scale,
+        cx=(intrinsics.cx + 0.5) * scale - 0.5 + pad_x, cy=(intrinsics.cy + 0.5) * scale - 0.5 + pad_y,
         width=w, height=h,
     )
 
