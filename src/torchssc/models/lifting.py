@@ -37,12 +37,15 @@ def _check(features: torch.Tensor, mapping: torch.Tensor, grid_shape: tuple[int,
         raise ValueError(f"image_size must be positive (H, W), got {image_size}")
 
 
-def _axis_weights(pos: torch.Tensor, n_out: int, n_in: int):
-    """Source indices and weights along one axis for output positions ``pos`` (int64)."""
+def _axis_weights(pos: torch.Tensor, n_out: int, n_in: int, dtype: torch.dtype):
+    """Source indices and weights along one axis for output positions ``pos`` (int64).
+
+    Computed in ``dtype`` (float32, or float64 for float64 features), as torch's upsampling does.
+    """
     scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    src = pos.to(torch.float32) * scale
+    src = pos.to(dtype) * scale
     i0 = src.floor().to(torch.int64).clamp_(max=n_in - 1)
-    frac = src - i0.to(torch.float32)
+    frac = src - i0.to(dtype)
     i1 = (i0 + 1).clamp_(max=n_in - 1)
     return i0, i1, frac
 
@@ -76,8 +79,9 @@ def lift_features(
     rows = valid.nonzero().squeeze(1)                              # (M,) positions in B*N
     pix = flat[rows]
     batch = torch.div(rows, n, rounding_mode="floor")
-    y0, y1, fy = _axis_weights(torch.div(pix, big_w, rounding_mode="floor"), big_h, h)
-    x0, x1, fx = _axis_weights(pix % big_w, big_w, w)
+    opmath = torch.float64 if features.dtype == torch.float64 else torch.float32
+    y0, y1, fy = _axis_weights(torch.div(pix, big_w, rounding_mode="floor"), big_h, h, opmath)
+    x0, x1, fx = _axis_weights(pix % big_w, big_w, w, opmath)
     table = features.permute(0, 2, 3, 1).reshape(b * h * w, c)     # (B*h*w, C) one row per pixel
     base = batch * (h * w)
     fy, fx = fy.to(features.dtype).unsqueeze(1), fx.to(features.dtype).unsqueeze(1)

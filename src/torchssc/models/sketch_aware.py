@@ -75,16 +75,16 @@ class ChunkedBatchNorm3d(nn.BatchNorm3d):
         ])
 
 
-def _cvae_body(cin: int, latent: int) -> nn.Sequential:
+def _cvae_body(cin: int, hidden: int, latent: int) -> nn.Sequential:
     """The CVAE encoder/condition body: ``(B, cin, D, H, W) -> (B, latent, D/4, H/4, W/4)``.
 
-    convs cin->3->16->16 (3x3x3, BN, ReLU), AvgPool 2, conv 16->latent, AvgPool 2, conv
-    latent->latent (each + BN + ReLU).
+    convs cin->3->hidden->hidden (3x3x3, BN, ReLU; hidden 16 in the paper), AvgPool 2, conv
+    hidden->latent, AvgPool 2, conv latent->latent (each + BN + ReLU).
     """
     return nn.Sequential(
-        *conv_bn_relu_3d([cin, 3, 16, 16]),
+        *conv_bn_relu_3d([cin, 3, hidden, hidden]),
         nn.AvgPool3d(2, 2),
-        *conv_bn_relu_3d([16, latent]),
+        *conv_bn_relu_3d([hidden, latent]),
         nn.AvgPool3d(2, 2),
         *conv_bn_relu_3d([latent, latent]),
     )
@@ -96,6 +96,7 @@ class SketchCVAE(nn.Module):
     Args:
         latent: latent channels (16 in the paper), at ``D/4 x H/4 x W/4``.
         num_samples: samples per kind (4 in the paper).
+        hidden: channels of the full-resolution convs of the encoder and condition (16).
 
     Forward ``(sketch (B, 1, D, H, W) float 0/1, sketch_gt (B, D, H, W) or None)``; returns a dict:
     ``"sketch_prior"`` ``(B, 2, D, H, W)`` mean decoded logits of prior samples ``z ~ N(0, I)``;
@@ -103,16 +104,16 @@ class SketchCVAE(nn.Module):
     ``"latent_mean"``, ``"latent_logvar"`` ``(B, latent, D/4, H/4, W/4)``.
     """
 
-    def __init__(self, *, latent: int = 16, num_samples: int = 4) -> None:
+    def __init__(self, *, latent: int = 16, num_samples: int = 4, hidden: int = 16) -> None:
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.latent = latent
         self.num_samples = num_samples
-        self.encoder = _cvae_body(2, latent)
+        self.encoder = _cvae_body(2, hidden, latent)
         self.mean = nn.Conv3d(latent, latent, 1)
         self.logvar = nn.Conv3d(latent, latent, 1)
-        self.condition = _cvae_body(1, latent)
+        self.condition = _cvae_body(1, hidden, latent)
         self.decoder = nn.Sequential(
             nn.ConvTranspose3d(2 * latent, latent, 3, stride=2, padding=1, output_padding=1),
             ChunkedBatchNorm3d(latent),
@@ -259,6 +260,7 @@ class SketchAwareSSC(nn.Module):
         backbone_bn_train: bool = True,
         latent_channels: int = 16,
         num_samples: int = 4,
+        cvae_hidden: int = 16,
         stem_channels: int = 64,
         image_scale: float = 1.0,
         seed: int = 0,
@@ -277,7 +279,7 @@ class SketchAwareSSC(nn.Module):
             self.backbone.requires_grad_(False)
         self.image_scale = image_scale
         self.stage1 = SketchStage(width=width, stem_channels=stem_channels)
-        self.cvae = SketchCVAE(latent=latent_channels, num_samples=num_samples)
+        self.cvae = SketchCVAE(latent=latent_channels, num_samples=num_samples, hidden=cvae_hidden)
         self.stage2 = SemanticStage(in_channels=self.backbone.out_channels, width=width,
                                     num_classes=num_classes, stem_channels=stem_channels)
         self.seed = seed
@@ -342,6 +344,7 @@ def sketch_aware_ssc(
     backbone_bn_train: bool = True,
     latent_channels: int = 16,
     num_samples: int = 4,
+    cvae_hidden: int = 16,
     stem_channels: int = 64,
     image_scale: float = 1.0,
     seed: int = 0,
@@ -358,7 +361,8 @@ def sketch_aware_ssc(
         width=width, num_classes=num_classes, backbone=backbone,
         backbone_weights=backbone_weights, strict_weights=strict_weights,
         freeze_backbone=freeze_backbone, backbone_bn_train=backbone_bn_train,
-        latent_channels=latent_channels, num_samples=num_samples, stem_channels=stem_channels,
+        latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
+        stem_channels=stem_channels,
         image_scale=image_scale, seed=seed, naive=naive,
     )
 
@@ -375,6 +379,7 @@ def sketch_aware_ssc_lite(
     backbone_bn_train: bool = True,
     latent_channels: int = 8,
     num_samples: int = 2,
+    cvae_hidden: int = 4,
     stem_channels: int = 8,
     image_scale: float = 0.5,
     seed: int = 0,
@@ -387,7 +392,8 @@ def sketch_aware_ssc_lite(
         width=width, num_classes=num_classes, backbone=backbone,
         backbone_weights=backbone_weights, strict_weights=strict_weights,
         freeze_backbone=freeze_backbone, backbone_bn_train=backbone_bn_train,
-        latent_channels=latent_channels, num_samples=num_samples, stem_channels=stem_channels,
+        latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
+        stem_channels=stem_channels,
         image_scale=image_scale, seed=seed, naive=naive,
     )
 

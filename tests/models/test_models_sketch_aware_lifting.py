@@ -1,0 +1,120 @@
+"""2D->3D lifting and the zero-fill rule of SketchAwareSSC, against naive loop references."""
+
+import itertools
+
+import pytest
+import torch
+
+from torchssc.models.lifting import fill_unmapped, lift_features, lift_features_naive
+
+
+def _bilinear_loop(feat, v, u, big_h, big_w):
+    """align_corners=True bilinear value of feat (C, h, w) at output pixel (v, u), by hand."""
+    c, h, w = feat.shape
+    y = v * (h - 1) / (big_h - 1)
+    x = u * (w - 1) / (big_w - 1)
+    y0, x0 = int(y), int(x)
+    y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+    fy, fx = y - y0, x - x0
+    return ((1 - fy) * (1 - fx) * feat[:, y0, x0] + (1 - fy) * fx * feat[:, y0, x1]
+            + fy * (1 - fx) * feat[:, y1, x0] + fy * fx * feat[:, y1, x1])
+
+
+def _lift_loop(features, mapping, grid, image_size):
+    b, c = features.shape[:2]
+    big_h, big_w = image_size
+    out = torch.zeros(b, c, *grid, dtype=torch.float64)
+    f64 = features.double()
+    for i in range(b):
+        for flat, (a, bb, cc) in enumerate(itertools.product(*map(range, grid))):
+            p = int(mapping[i, flat])
+            if p < big_h * big_w:
+                out[i, :, a, bb, cc] = _bilinear_loop(f64[i], p // big_w, p % big_w, big_h, big_w)
+    return out
+
+
+def _random_mapping(b, grid, image_size, seed, frac=0.4):
+    g = torch.Generator().manual_seed(seed)
+    n = grid[0] * grid[1] * grid[2]
+    hw = image_size[0] * image_size[1]
+    mapping = torch.randint(0, hw, (b, n), generator=g)
+    mapping[torch.rand(b, n, generator=g) > frac] = hw
+    mapping[0, 0], mapping[-1, -1] = hw - 1, 0     # the last and the first pixel
+    return mapping
+
+
+@pytest.mark.parametrize(
+    "grid, feat_hw, image_size",
+    [((5, 3, 7), (3, 4), (48, 64)), ((4, 4, 4), (5, 7), (31, 45)), ((3, 5, 2), (1, 6), (17, 23))],
+)
+def test_lift_matches_loop_and_naive(grid, feat_hw, image_size):
+    torch.manual_seed(0)
+    b, c = 2, 5
+    features = torch.randn(b, c, *feat_hw)
+    mapping = _random_mapping(b, grid, image_size, seed=1)
+    fast = lift_features(features, mapping, grid, image_size)
+    naive = lift_features_naive(features, mapping, grid, image_size)
+    loop = _lift_loop(features, mapping, grid, image_size)
+    assert fast.shape == (b, c, *grid)
+    torch.testing.assert_close(naive.double(), loop, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
+    assert (fast[mapping.view(b, 1, *grid).expand_as(fast) == image_size[0] * image_size[1]] == 0).all()
+
+
+def test_lift_at_output_stride_16_equals_upsample_x16_gather():
+    # the model's case: feature map = image / 16, the original upsampled with scale_factor=16
+    torch.manual_seed(1)
+    b, c, grid, image_size = 2, 6, (8, 4, 8), (96, 128)
+    features = torch.randn(b, c, 6, 8)
+    mapping = _random_mapping(b, grid, image_size, seed=2, frac=0.7)
+    up = torch.nn.functional.interpolate(features, scale_factor=16, mode="bilinear",
+                                         align_corners=True)
+    table = torch.cat([up.flatten(2), torch.zeros(b, c, 1)], 2)
+    expected = torch.stack([table[i][:, mapping[i]] for i in range(b)]).view(b, c, *grid)
+    torch.testing.assert_close(lift_features(features, mapping, grid, image_size), expected,
+                               atol=1e-5, rtol=0)
+
+
+def test_lift_gradients_match_naive():
+    torch.manual_seed(2)
+    grid, image_size = (4, 3, 5), (40, 56)
+    features = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    mapping = _random_mapping(2, grid, image_size, seed=3, frac=0.6)
+    weights = torch.randn(2, 3, *grid, dtype=torch.float64)
+    (g_fast,) = torch.autograd.grad((lift_features(features, mapping, grid, image_size) * weights).sum(), features)
+    (g_naive,) = torch.autograd.grad((lift_features_naive(features, mapping, grid, image_size) * weights).sum(), features)
+    torch.testing.assert_close(g_fast, g_naive)
+    assert g_fast.abs().sum() > 0
+    assert torch.autograd.gradcheck(lambda f: lift_features(f, mapping, grid, image_size), (features,))
+
+
+def test_lift_rejects_bad_mapping_shape():
+    with pytest.raises(ValueError, match="mapping"):
+        lift_features(torch.zeros(1, 2, 3, 4), torch.zeros(1, 10, dtype=torch.int64), (2, 2, 2), (8, 8))
+
+
+def _fill_loop(volume):
+    b, c, d, h, w = volume.shape
+    out = volume.clone()
+    for i, ch, x, y, z in itertools.product(range(b), range(c), range(d), range(h), range(w)):
+        if volume[i, ch, x, y, z] != 0:
+            continue
+        total = 0.0
+        for dx, dy, dz in itertools.product((-1, 0, 1), repeat=3):
+            xx, yy, zz = x + dx, y + dy, z + dz
+            if 0 <= xx < d and 0 <= yy < h and 0 <= zz < w:
+                total += float(volume[i, ch, xx, yy, zz])
+        out[i, ch, x, y, z] = total / 27.0
+    return out
+
+
+def test_fill_unmapped_matches_loop():
+    torch.manual_seed(3)
+    volume = torch.randn(2, 3, 5, 4, 7, dtype=torch.float64)
+    volume[torch.rand_like(volume) < 0.5] = 0.0   # many zeros, corners and borders included
+    volume[0, 0, 0, 0, 0] = 0.0
+    filled = fill_unmapped(volume)
+    torch.testing.assert_close(filled, _fill_loop(volume))
+    nonzero = volume != 0
+    assert torch.equal(filled[nonzero], volume[nonzero])
+    assert (filled[~nonzero] != 0).any()
