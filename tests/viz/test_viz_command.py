@@ -134,6 +134,8 @@ def test_cli_real_depthbin_sample(tmp_path):
         (["viz"], "nothing to show"),
         (["viz", "missing.npy"], "missing.npy"),
         (["viz", "--prepared", "somewhere"], "--id"),
+        (["viz", "--id", "0001"], "--prepared"),
+        (["viz", "--prepared", "nowhere", "--id", "0001"], "nowhere"),
     ],
 )
 def test_cli_errors_exit_2(tmp_path, capsys, monkeypatch, argv, message):

@@ -104,6 +104,8 @@ def _read_meta(path: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     try:
         pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key)
+        if args.id is not None and args.prepared is None:
+            raise ValueError("--id needs --prepared ROOT")
         frame_id = args.id
         if frame_id is None and args.prepared is not None and pred is not None and pred.name.isdigit():
             frame_id = pred.name
