@@ -191,7 +191,9 @@ def generate_dataset(
     Args:
         out: dataset folder (created). frames: number of frames N (ids 1..N).
         seed: dataset seed. test_fraction: share of frames in ``NYUtest``.
-        noise: ``"kinect"`` or ``"none"``. workers: processes (1 = in this process).
+        noise: ``"kinect"`` or ``"none"``. workers: processes (1 = in this process); they are
+            started with ``spawn``, so a script calling this must guard its entry point with
+            ``if __name__ == "__main__":``.
         intrinsics: camera and image size. progress: show a progress bar.
     Returns:
         ``{"train": ids, "test": ids}``.

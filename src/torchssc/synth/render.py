@@ -20,6 +20,10 @@ from torchssc.geometry import NYU_INTRINSICS, Intrinsics
 from torchssc.synth.scene import FABRIC, GLASS, SCREEN, STRIPES, TILES, WALLPAPER, WOOD, Scene
 
 NOISE_MODES = ("kinect", "none")
+KINECT_FOCAL_PX = 518.8579
+"""Focal length (pixels) of the sensor whose disparity is quantised (NYU's, at 640x480)."""
+KINECT_BASELINE_M = 0.075
+"""Projector-camera baseline (m)."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -163,8 +167,8 @@ def kinect_noise(depth: np.ndarray, surf: dict[str, np.ndarray], rng: np.random.
     valid = z > 0
     sigma = 0.0012 + 0.0019 * (z - 0.4) ** 2
     z = np.where(valid, z + rng.normal(0.0, 1.0, z.shape) * sigma, 0.0)
-    # disparity quantisation: d = f b / z in 1/8 pixel steps
-    fb = intrinsics.fx * 0.075
+    # disparity quantisation: d = f b / z in 1/8 pixel steps of the sensor (whatever the image size)
+    fb = KINECT_FOCAL_PX * KINECT_BASELINE_M
     with np.errstate(divide="ignore"):
         disparity = np.round(np.where(valid, fb / np.maximum(z, 1e-6), 0.0) * 8.0) / 8.0
         z = np.where(valid & (disparity > 0), fb / np.maximum(disparity, 1e-9), 0.0)
