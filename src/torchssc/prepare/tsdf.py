@@ -161,8 +161,8 @@ def depth_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The voxel of every back-projected depth point inside the grid (step 1).
 
-    Same arithmetic as :func:`torchssc.geometry.depth_to_grid_index` (floor rounding), on the
-    valid pixels only.
+    The same voxels as :func:`torchssc.geometry.depth_to_grid_index` (floor rounding), computed
+    on the valid pixels only.
 
     Args:
         depth: ``(H, W)`` metres, 0 = missing. pose: ``(4, 4)`` camera-to-world.
@@ -175,15 +175,21 @@ def depth_hits(
     pixels = np.flatnonzero(depth.ravel() > 0)
     d = depth.ravel()[pixels].astype(np.float64)
     v, u = np.divmod(pixels, intrinsics.width)
-    cam = np.empty((pixels.size, 3), dtype=np.float64)
-    cam[:, 0] = (u.astype(np.float64) - intrinsics.cx) * d / intrinsics.fx
-    cam[:, 1] = (v.astype(np.float64) - intrinsics.cy) * d / intrinsics.fy
-    cam[:, 2] = d
-    world = cam @ pose[:3, :3].T + pose[:3, 3]
-    grid = ((world - origin) / voxel)[:, [0, 2, 1]]  # world (x, y, z) -> array axes (X, Z, Y)
-    idx = np.floor(grid).astype(np.int64)
-    inside = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
-    return pixels[inside], idx[inside]
+    x = (u.astype(np.float64) - intrinsics.cx) * d / intrinsics.fx
+    y = (v.astype(np.float64) - intrinsics.cy) * d / intrinsics.fy
+    # world = R @ cam + t, then the continuous grid coordinate in array-axis order (X, Z, Y);
+    # written out per axis (a (N, 3) @ (3, 3) matmul is slow and may start BLAS threads)
+    cells, inside = [], np.ones(pixels.size, dtype=bool)
+    for axis, world_axis in enumerate((0, 2, 1)):
+        r = pose[world_axis]
+        coord = r[0] * x + r[1] * y + r[2] * d + r[3]
+        coord -= origin[world_axis]
+        coord /= voxel
+        np.floor(coord, out=coord)
+        inside &= (coord >= 0) & (coord < shape[axis])
+        cells.append(coord)
+    voxels = np.stack([c[inside] for c in cells], axis=1).astype(np.int64)
+    return pixels[inside], voxels
 
 
 def surface_voxels(
