@@ -158,6 +158,11 @@ def test_dataset_files_read_back_and_are_deterministic_across_workers(tmp_path):
     c = tmp_path / "c"
     generate_dataset(c, 4, seed=10, test_fraction=0.25, workers=1, intrinsics=SMALL)
     assert _tree_bytes(c) != files_a
+    # the same command again rewrites the same bytes; a different split into the same folder is refused
+    generate_dataset(a, 4, seed=9, test_fraction=0.25, noise="kinect", workers=1, intrinsics=SMALL)
+    assert _tree_bytes(a) == files_a
+    with pytest.raises(ValueError, match="would not write"):
+        generate_dataset(a, 3, seed=9, test_fraction=0.25, intrinsics=SMALL)
 
 
 def test_cli_writes_full_size_rgb(tmp_path):

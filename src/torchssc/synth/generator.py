@@ -197,6 +197,10 @@ def generate_dataset(
         intrinsics: camera and image size. progress: show a progress bar.
     Returns:
         ``{"train": ids, "test": ids}``.
+    Raises:
+        ValueError: bad arguments, or ``out`` already holds frames that this run would not
+            write (another N, seed or test fraction): they would end up in the prepared data.
+            Running the same command again simply rewrites the same files.
     """
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -209,6 +213,12 @@ def generate_dataset(
     jobs = [(str(out / SPLIT_DIRS[name]), i, int(seed), intrinsics.as_array().tolist(), noise)
             for name, ids in (("train", train), ("test", test)) for i in ids]
     jobs.sort(key=lambda j: j[1])
+    planned = {Path(folder) / f"NYU{i:04d}_0000.bin" for folder, i, *_ in jobs}
+    stale = sorted(p for name in SPLIT_DIRS.values() for p in (out / name).glob("NYU*_0000.bin") if p not in planned)
+    if stale:
+        names = ", ".join(str(p) for p in stale[:3])
+        raise ValueError(f"{out} holds {len(stale)} frame(s) this run would not write ({names}"
+                         f"{', ...' if len(stale) > 3 else ''}); use an empty folder")
     for name in SPLIT_DIRS.values():
         (out / name).mkdir(parents=True, exist_ok=True)
     bar = None
