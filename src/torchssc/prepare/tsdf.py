@@ -20,12 +20,12 @@ How it is made fast without changing the result:
   ``q = (fx * x + (cx + 1.5) * z) / z`` whenever ``q > 1`` (the same number, float64), so one
   division per axis and a lookup in a depth table padded by a one-pixel "outside" border give
   the pixel, its depth and its validity. The grid is processed a few slabs at a time so the
-  temporaries stay in cache, and the signed distance comes from one table lookup indexed by
-  (observation state, squared distance).
+  temporaries stay in cache; the sign is a lookup by observation state.
 * The distance is only needed up to the truncation (12 voxels). The squared distance is
   separable (``min da² + db² + dc²`` = three 1-D min-plus passes), so it is computed exactly in
   integers, capped at ``12² + 1``, on the bounding box of the surface voxels grown by 12 voxels
-  (every voxel outside it is farther than 12 from every surface voxel, hence exactly 1).
+  (every voxel outside it is farther than 12 from every surface voxel, hence exactly 1); the
+  magnitude ``min(1, sqrt(d²) / 12)`` is a lookup by ``d²`` inside that box.
 """
 
 from __future__ import annotations
@@ -218,17 +218,15 @@ def _observe_grid(
     intrinsics: Intrinsics,
     voxel: float,
     shape: tuple[int, int, int],
-    squared: np.ndarray,
-    truncation: int,
     slab: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 2-3 for every voxel, given the capped squared distances.
+    """Steps 2-3 without the distance: state and sign of every voxel.
 
     Surface voxels are not special-cased here (the caller overrides them).
 
     Returns:
-        ``(state, distance)``: ``shape`` uint8 ``STATE_*`` codes 0..3 and float32 signed
-        truncated distances (0 where not observed).
+        ``(state, sign)``: ``shape`` uint8 ``STATE_*`` codes 0..3, and float32 sign: +1 observed
+        in front, -1 observed behind, 0 not observed.
     """
     d0, d1, d2 = shape
     width, height = intrinsics.width, intrinsics.height
@@ -266,15 +264,11 @@ def _observe_grid(
     depth_tab = np.full((height + 2, width + 2), np.nan)
     depth_tab[1:-1, 1:-1] = np.where(valid, depth64, np.nan)
     code_tab, depth_tab = code_tab.ravel(), depth_tab.ravel()
-    # distance lookup by (state, squared distance): 0 unless observed, then +-min(1, sqrt(sq)/T)
-    cap = truncation * truncation + 1
-    mag = np.minimum(1.0, np.sqrt(np.arange(cap + 1)) / truncation).astype(np.float32)
-    dist_tab = np.zeros((4, cap + 1), dtype=np.float32)
-    dist_tab[STATE_FRONT], dist_tab[STATE_BEHIND] = mag, -mag
-    dist_tab = dist_tab.ravel()
+    sign_tab = np.zeros(4, dtype=np.float32)
+    sign_tab[STATE_FRONT], sign_tab[STATE_BEHIND] = 1.0, -1.0
 
     state = np.empty(shape, dtype=np.uint8)
-    distance = np.empty(shape, dtype=np.float32)
+    sign = np.empty(shape, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         for a0 in range(0, d0, slab):
             a1 = min(a0 + slab, d0)
@@ -292,16 +286,12 @@ def _observe_grid(
             pix = qv.astype(np.intp)
             pix *= width + 2
             pix += qu.astype(np.intp)
-            code = np.take(code_tab, pix)
+            code = np.take(code_tab, pix, out=state[a0:a1])
             diff = np.take(depth_tab, pix)
             diff -= z
             code += diff <= -SIGN_EPS  # observed and behind: 2 -> 3 (NaN compares False)
-            state[a0:a1] = code
-            key = code.astype(np.intp)
-            key *= cap + 1
-            key += squared[a0:a1]
-            np.take(dist_tab, key, out=distance[a0:a1])
-    return state, distance
+            np.take(sign_tab, code, out=sign[a0:a1])
+    return state, sign
 
 
 def _minplus_pass(f: np.ndarray, truncation: int, cap: int) -> np.ndarray:
@@ -339,17 +329,28 @@ def truncated_squared_distance(surface: np.ndarray, truncation: int = TRUNCATION
     if surface.ndim != 3:
         raise ValueError(f"surface must be a 3-D grid, got shape {surface.shape}")
     hits = np.stack(np.unravel_index(np.flatnonzero(surface), surface.shape), axis=1)
-    return _squared_distance_from_hits(hits, surface.shape, truncation)
+    crop, squared = _squared_distance_crop(hits, surface.shape, truncation)
+    out = np.full(surface.shape, truncation * truncation + 1, dtype=np.uint8)
+    out[crop] = squared
+    return out
 
 
-def _squared_distance_from_hits(hits: np.ndarray, shape: tuple[int, int, int], truncation: int) -> np.ndarray:
-    """:func:`truncated_squared_distance` from ``(N, 3)`` indices of the True voxels (repeats allowed)."""
+def _squared_distance_crop(
+    hits: np.ndarray, shape: tuple[int, int, int], truncation: int
+) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """:func:`truncated_squared_distance` on the bounding box of ``hits`` grown by T.
+
+    Args:
+        hits: ``(N, 3)`` indices of the True voxels (repeats allowed). shape: the grid.
+    Returns:
+        ``(crop, squared)``: the box as slices of the grid, and the capped squared distances
+        inside it (a possibly non-contiguous uint8 view); every voxel outside is capped.
+    """
     if not 1 <= truncation <= 15:
         raise ValueError(f"truncation must be in 1..15 voxels, got {truncation}")
     cap = truncation * truncation + 1
-    out = np.full(shape, cap, dtype=np.uint8)
     if hits.size == 0:
-        return out
+        return (slice(0, 0),) * 3, np.zeros((0, 0, 0), dtype=np.uint8)
     # bounding box of the surface grown by T: everything outside is farther than T
     lo = np.maximum(hits.min(axis=0) - truncation, 0)
     hi = np.minimum(hits.max(axis=0) + truncation + 1, shape)
@@ -366,8 +367,7 @@ def _squared_distance_from_hits(hits: np.ndarray, shape: tuple[int, int, int], t
             f.ravel()[flat[ok] + sgn * d * stride] = d * d
     f = _minplus_pass(np.ascontiguousarray(f.transpose(1, 0, 2)), truncation, cap)  # axes (1, 0, 2)
     f = _minplus_pass(np.ascontiguousarray(f.transpose(2, 1, 0)), truncation, cap)  # axes (2, 0, 1)
-    out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = f.transpose(1, 2, 0)
-    return out
+    return tuple(slice(int(l), int(h)) for l, h in zip(lo, hi)), f.transpose(1, 2, 0)
 
 
 def compute_tsdf(
@@ -407,8 +407,11 @@ def compute_tsdf(
     surface[np.ravel_multi_index((voxels[:, 0], voxels[:, 1], voxels[:, 2]), shape)] = True
     surface_flat = np.flatnonzero(surface)
     unique = np.stack(np.unravel_index(surface_flat, shape), axis=1)
-    squared = _squared_distance_from_hits(unique, shape, truncation)
-    state, distance = _observe_grid(depth, pose, origin, intrinsics, voxel, shape, squared, truncation)
+    state, distance = _observe_grid(depth, pose, origin, intrinsics, voxel, shape)
+    # |value| = min(1, dist / T): 1 outside the box around the surface, a lookup inside it
+    crop, squared = _squared_distance_crop(unique, shape, truncation)
+    magnitude = np.minimum(1.0, np.sqrt(np.arange(truncation * truncation + 2)) / truncation)
+    distance[crop] *= np.take(magnitude.astype(np.float32), squared)
     state.ravel()[surface_flat] = STATE_SURFACE
     distance.ravel()[surface_flat] = 0.0
     return FineTSDF(distance=distance, state=state)
