@@ -22,8 +22,10 @@ def look_pose(yaw: float, pitch: float, height: float = 1.2) -> np.ndarray:
     return pose
 
 
-def tiny_scene(seed: int, shape=(13, 9, 11), voxel: float = TINY_VOXEL):
-    """A random depth image looking into a small odd-sized grid.
+def tiny_scene(seed: int, shape=(13, 9, 11), voxel: float = TINY_VOXEL, ahead: float = 0.9, near: float = 0.6):
+    """A random depth image looking into a small odd-sized grid centred ``ahead`` m in front.
+
+    With ``ahead`` = 0 the camera sits inside the grid (voxels behind it and beside it).
 
     Returns:
         ``(depth (11, 15) float32, pose (4, 4), origin (3,), intrinsics)``; the depth has
@@ -33,10 +35,10 @@ def tiny_scene(seed: int, shape=(13, 9, 11), voxel: float = TINY_VOXEL):
     pose = look_pose(rng.uniform(-0.6, 0.6), rng.uniform(0.2, 0.5))
     forward = pose[:3, 2]
     size_xyz = voxel * np.array([shape[0], shape[2], shape[1]], dtype=np.float64)
-    origin = pose[:3, 3] + 0.9 * forward - size_xyz / 2 + rng.uniform(-0.05, 0.05, 3)
+    origin = pose[:3, 3] + ahead * forward - size_xyz / 2 + rng.uniform(-0.05, 0.05, 3)
     h, w = TINY_INTRINSICS.height, TINY_INTRINSICS.width
     v, u = np.mgrid[0:h, 0:w]
-    depth = 0.6 + 0.05 * u + 0.04 * v + rng.uniform(0.0, 0.5, (h, w))  # a tilted rough surface
+    depth = near + 0.05 * u + 0.04 * v + rng.uniform(0.0, 0.5, (h, w))  # a tilted rough surface
     depth[rng.random((h, w)) < 0.1] = 0.0
     depth[rng.random((h, w)) < 0.04] = 0.3
     depth[rng.random((h, w)) < 0.04] = 9.0

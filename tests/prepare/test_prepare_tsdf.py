@@ -52,14 +52,21 @@ def _reference(depth, pose, origin, intr, shape, voxel, trunc):
     return surface, observed, in_view, value
 
 
-@pytest.mark.parametrize("seed,shape,trunc", [(0, (13, 9, 11), 3), (1, (11, 7, 13), 12), (2, (9, 13, 7), 5)])
-def test_tsdf_matches_brute_force(seed, shape, trunc):
-    depth, pose, origin, intr = tiny_scene(seed, shape)
+@pytest.mark.parametrize(
+    "seed,shape,trunc,ahead",
+    [(0, (13, 9, 11), 3, 0.9), (1, (11, 7, 13), 12, 0.9), (2, (9, 13, 7), 5, 0.9), (3, (17, 11, 19), 4, 0.3)],
+)
+def test_tsdf_matches_brute_force(seed, shape, trunc, ahead):
+    depth, pose, origin, intr = tiny_scene(seed, shape, ahead=ahead, near=0.5 if ahead < 0.5 else 0.6)
     res = compute_tsdf(depth, pose, origin, intrinsics=intr, voxel=TINY_VOXEL, shape=shape, truncation=trunc)
     surface, observed, in_view, value = _reference(depth, pose, origin, intr, shape, TINY_VOXEL, trunc)
     # the scene must exercise every case
     assert 0 < surface.sum() and 0 < (value < 0).sum() and 0 < ((value > 0) & (value < 1)).sum()
     assert (in_view & ~observed).sum() > 0 and (~in_view & ~surface).sum() > 0
+    if ahead < 0.5:  # the camera is inside the grid: some corners are behind it
+        a, b, c = np.indices(shape)
+        corners = origin + TINY_VOXEL * np.stack([a, c, b], axis=-1)
+        assert (g.world_to_camera(corners, pose)[..., 2] <= 0).sum() > 100
     np.testing.assert_array_equal(res.surface, surface)
     np.testing.assert_array_equal(res.observed, observed)
     np.testing.assert_array_equal(res.in_view, in_view)
