@@ -148,7 +148,8 @@ def test_depth_codec_and_png_round_trip(sample, tmp_path):
     write_depth_png(out, depth)
     assert out.read_bytes() != b"" and np.array_equal(read_depth_png(out, size=(480, 640)), depth)
     # writers round to the nearest millimetre
-    np.testing.assert_array_equal(decode_depth(encode_depth(np.array([[1.2344, 1.2346, 0.0]]))), np.float32([[1.234, 1.235, 0.0]]))
+    rounded = decode_depth(encode_depth(np.array([[1.2344, 1.2346, 0.0]])))
+    np.testing.assert_array_equal(rounded, np.float32([[1.234, 1.235, 0.0]]))
     with pytest.raises(ValueError):
         encode_depth(np.array([[-1.0]]))
 

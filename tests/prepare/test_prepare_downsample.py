@@ -138,6 +138,12 @@ def test_raw_labels_are_mapped_first():
         downsample_labels(np.zeros((4, 4, 6), np.uint8))
     with pytest.raises(ValueError, match="tie_rule"):
         downsample_labels(raw, tie_rule="random")
+    with pytest.raises(ValueError, match="integers"):
+        downsample_labels(raw.astype(np.float32))
+    with pytest.raises(ValueError, match="0..11 or 255"):
+        downsample_labels(np.full((4, 4, 4), 12, np.int64), raw=False)
+    # int64 input works like uint8
+    np.testing.assert_array_equal(downsample_labels(raw.astype(np.int64)), got)
 
 
 def test_tsdf_mean_matches_loop():

@@ -81,7 +81,8 @@ def test_prepare_frame_matches_depthbin_and_round_trips(frame, tmp_path):
     write_frame(tmp_path, "0001", frame)
     back = read_frame(tmp_path, "0001", fine=True, visibility=True, depth=True)
     for name in ("tsdf", "label_weight", "mapping", "label", "sketch", "visibility", "pose", "origin"):
-        np.testing.assert_array_equal(getattr(back, name), np.asarray(getattr(frame, name)).reshape(getattr(back, name).shape))
+        got = getattr(back, name)
+        np.testing.assert_array_equal(got, np.asarray(getattr(frame, name)).reshape(got.shape), err_msg=name)
     np.testing.assert_allclose(back.tsdf_fine, frame.tsdf_fine, atol=1e-3)
 
 

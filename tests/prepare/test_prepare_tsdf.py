@@ -90,7 +90,9 @@ def test_flip_values():
     np.testing.assert_allclose(flip_tsdf(v), [1.0, 0.9995, 0.9995, 0.001, -0.001, 0.75, -0.75], rtol=1e-6)
 
 
-@pytest.mark.parametrize("shape,density", [((17, 9, 23), 0.01), ((5, 31, 7), 0.05), ((30, 3, 4), 0.0), ((8, 8, 8), 1.0)])
+@pytest.mark.parametrize(
+    "shape,density", [((17, 9, 23), 0.01), ((5, 31, 7), 0.05), ((30, 3, 4), 0.0), ((8, 8, 8), 1.0)]
+)
 def test_truncated_squared_distance_matches_edt(shape, density):
     rng = np.random.default_rng(3)
     mask = rng.random(shape) < density

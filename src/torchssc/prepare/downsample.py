@@ -155,6 +155,8 @@ def downsample_labels(
         raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
     labels = np.asarray(labels)
     small = _check_shape(labels.shape, factor, "labels")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
     if labels.dtype != np.uint8:
         if labels.size and (labels.min() < 0 or labels.max() > 255):
             raise ValueError(f"labels must be in 0..255, got range {labels.min()}..{labels.max()}")

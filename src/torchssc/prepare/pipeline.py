@@ -27,7 +27,9 @@ from torchssc.prepare.visibility import visibility_volume
 CLOCK = time.perf_counter
 """Clock used for ``timings`` (wall time); a benchmark may set ``time.process_time`` here."""
 
-STAGES = ("hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine")
+STAGES = (
+    "hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine",
+)
 """Keys of the ``timings`` dict filled by :func:`prepare_frame`."""
 
 
