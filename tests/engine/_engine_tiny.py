@@ -81,9 +81,10 @@ def register() -> None:
 register()
 
 
-def make_frames(root: Path, n: int = 4, seed: int = 0, split: str = "train") -> list[str]:
-    """``n`` random but valid prepared frames (no RGB, no 255 labels, label_weight all 1, so every
-    frame has the same number of loss voxels) and ``<root>/<split>.txt``."""
+def make_frames(root: Path, n: int = 4, seed: int = 0, split: str = "train", rgb: bool = False) -> list[str]:
+    """``n`` random but valid prepared frames (no 255 labels, label_weight all 1, so every frame
+    has the same number of loss voxels; a 480x640 RGB image with ``rgb``) and
+    ``<root>/<split>.txt``."""
     rng = np.random.default_rng(seed)
     ids = [f"{i + 1:04d}" for i in range(n)]
     for fid in ids:
@@ -94,6 +95,7 @@ def make_frames(root: Path, n: int = 4, seed: int = 0, split: str = "train") -> 
             mapping=rng.integers(0, 307201, size=LABEL_NUMEL),
             label=label,
             sketch=rng.integers(0, 2, size=LABEL_SHAPE).astype(np.uint8),
+            rgb=rng.integers(0, 256, size=(480, 640, 3)).astype(np.uint8) if rgb else None,
         )
         write_frame(root, fid, frame)
     write_split(root, split, ids)

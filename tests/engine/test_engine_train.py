@@ -59,38 +59,38 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root, monkeypatch):
 def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, data_root):
     # dropout makes the model draw from the global RNG: resuming must restore the streams too
     over = ["model.kwargs.dropout=0.3"]
-    full = main(_cfg(tmp_path, data_root, "full", over, epochs=2, iters_per_epoch=3))
-    part = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=3, max_iters=4)
+    full = main(_cfg(tmp_path, data_root, "full", over, epochs=2, iters_per_epoch=2))
+    part = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=2, max_iters=3)
     first = main(part)
-    assert first["iteration"] == 4 and first["checkpoint"].name == "last.pt"
+    assert first["iteration"] == 3 and first["checkpoint"].name == "last.pt"
     assert sorted(list_checkpoints(first["run_dir"])) == [1]
     # a fresh start in a folder with checkpoints is refused
-    rest = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=3)
+    rest = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=2)
     with pytest.raises(ValueError, match="--resume"):
         main(rest)
     second = main(rest, resume=True)
-    assert second["iteration"] == 6
+    assert second["iteration"] == 4
     a, b = _weights(full["checkpoint"]), _weights(second["checkpoint"])
     for key in a:
         assert torch.equal(a[key], b[key]), key
     full_ck, resumed_ck = load_checkpoint(full["checkpoint"]), load_checkpoint(second["checkpoint"])
-    assert full_ck["scheduler"]["last_epoch"] == resumed_ck["scheduler"]["last_epoch"] == 6
+    assert full_ck["scheduler"]["last_epoch"] == resumed_ck["scheduler"]["last_epoch"] == 4
     for s_a, s_b in zip(full_ck["optimizer"]["state"].values(), resumed_ck["optimizer"]["state"].values()):
         assert torch.equal(s_a["momentum_buffer"], s_b["momentum_buffer"])
     # the log has one row per epoch segment, none duplicated after the resume
     rows = [json.loads(line) for line in (second["run_dir"] / "log.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [3, 4, 6]
+    assert [r["iteration"] for r in rows] == [2, 3, 4]
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, data_root):
-    cfg = _cfg(tmp_path, data_root, "nan", ["loss.kwargs.nan_at=5"], epochs=3, iters_per_epoch=3)
-    with pytest.raises(NonFiniteLossError, match=r"iteration 5 \(epoch 2\): term 'semantic'") as info:
+    cfg = _cfg(tmp_path, data_root, "nan", ["loss.kwargs.nan_at=3"], epochs=3, iters_per_epoch=2)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 3 \(epoch 2\): term 'semantic'") as info:
         main(cfg)
     assert "epoch_0001.pt" in str(info.value)
     ckpts = list_checkpoints(tmp_path / "runs" / "nan")
     assert sorted(ckpts) == [1]
     good = load_checkpoint(ckpts[1])
-    assert good["iteration"] == 3
+    assert good["iteration"] == 2
     assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
     last = tmp_path / "runs" / "nan" / "checkpoints" / "last.pt"
     assert last.read_bytes() == ckpts[1].read_bytes()
