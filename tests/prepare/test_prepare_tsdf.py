@@ -126,3 +126,29 @@ def test_bad_inputs():
         surface_voxels(depth, pose, origin[:2], intrinsics=intr, voxel=TINY_VOXEL, shape=(5, 5, 5))
     with pytest.raises(ValueError, match="truncation"):
         truncated_squared_distance(np.zeros((3, 3, 3), bool), 16)
+
+
+@pytest.mark.parametrize("seed,ahead", [(4, 0.9), (5, 0.3), (6, 1.6)])
+def test_slab_view_boxes_are_conservative_and_tight(seed, ahead):
+    """Every in-view voxel lies in its slab's box; boxes do skip part of the grid."""
+    from torchssc.prepare.tsdf import _observe_grid, _projection_affine, _slab_view_box, _view_constraints
+
+    shape = (15, 9, 13)
+    depth, pose, origin, intr = tiny_scene(seed, shape, ahead=ahead, near=0.5)
+    _, _, in_view, _ = _reference(depth, pose, origin, intr, shape, TINY_VOXEL, 3)
+    for slab in (1, 4):
+        state, sign = _observe_grid(depth, pose, origin, intr, TINY_VOXEL, shape, slab=slab)
+        # in_view of the reference excludes surface voxels; _observe_grid does not special-case them
+        np.testing.assert_array_equal((state >= 1)[in_view], True)
+        assert ((state >= 1) & ~in_view).sum() <= (depth > 0).sum()  # at most the surface voxels
+        np.testing.assert_array_equal(sign, np.select([state == 2, state == 3], [1.0, -1.0], 0.0))
+    assert in_view.sum() > 0 and (~in_view).sum() > 0
+    # the boxes hold every in-view voxel of their slab, and skip a good part of the grid
+    lin = _view_constraints(_projection_affine(pose, origin, intr, TINY_VOXEL), intr)
+    covered = np.zeros(shape, dtype=bool)
+    for a in range(shape[0]):
+        box = _slab_view_box(lin, a, a + 1, shape[1], shape[2])
+        if box is not None:
+            covered[(a,) + box] = True
+    assert covered[in_view].all()
+    assert covered.sum() < 0.9 * covered.size

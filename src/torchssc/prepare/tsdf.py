@@ -211,6 +211,85 @@ def surface_voxels(
     return surface
 
 
+def _feasible_range(terms: np.ndarray, coef: np.ndarray, size: int) -> tuple[int, int]:
+    """Indices ``i`` in ``[0, size)`` where every ``terms[k] + coef[k] * i > 0`` may hold.
+
+    ``terms[k]`` is the largest value the other variables can contribute to constraint ``k``,
+    so the result is a superset of the feasible indices; it is grown by one index on each side
+    (far more than float rounding can move a boundary) and may be empty (``lo >= hi``).
+    """
+    lo, hi = 0.0, float(size - 1)
+    for term, c in zip(terms, coef):
+        if c > 0:
+            lo = max(lo, -term / c)
+        elif c < 0:
+            hi = min(hi, -term / c)
+        elif term <= 0:
+            return 0, 0
+    if lo > hi + 2.0:
+        return 0, 0
+    return max(int(np.floor(lo)) - 1, 0), min(int(np.ceil(hi)) + 2, size)
+
+
+def _projection_affine(
+    pose: np.ndarray, origin: np.ndarray, intrinsics: Intrinsics, voxel: float
+) -> np.ndarray:
+    """``(3, 4)`` coefficients ``(const, a, b, c)`` of the corner of voxel ``(a, b, c)``'s
+    ``fx x + (cx + 1.5) z``, ``fy y + (cy + 1.5) z`` and ``z`` (camera coordinates).
+
+    The camera coordinates of the corner are ``R^T (origin + voxel * (a, c, b) - t)`` =
+    ``base + a * voxel * R[0] + b * voxel * R[2] + c * voxel * R[1]`` (rows of R). Dividing the
+    first two by z gives ``qu = fx x / z + cx + 1.5`` and ``qv``; ``round_half_away(fx x / z + cx)
+    = trunc(qu) - 1`` whenever ``qu > 1``, so a corner is in view iff ``z > 0``,
+    ``1 < qu < W + 1`` and ``1 < qv < H + 1``, and ``trunc(qu)``, ``trunc(qv)`` index a depth
+    table padded by one pixel on each side, whose border marks "outside the image".
+    """
+    rot, t = pose[:3, :3], pose[:3, 3]
+    rows = np.array(
+        [
+            [intrinsics.fx, 0.0, intrinsics.cx + 1.5],
+            [0.0, intrinsics.fy, intrinsics.cy + 1.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    base = rot.T @ (origin - t)
+    steps = (voxel * rot[0], voxel * rot[2], voxel * rot[1])  # per a, b, c
+    return np.stack([rows @ base] + [rows @ step for step in steps], axis=1)
+
+
+def _view_constraints(affine: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """``(5, 4)`` rows ``(l0, la, lb, lc)``: ``l0 + la a + lb b + lc c > 0`` for in-view corners.
+
+    Args:
+        affine: ``(3, 4)`` numerators of ``qu``, ``qv`` and ``z`` as ``(const, a, b, c)``
+            coefficients (see :func:`_observe_grid`).
+    """
+    num_u, num_v, num_z = affine
+    w1, h1 = intrinsics.width + 1, intrinsics.height + 1
+    return np.stack([num_z, num_u - num_z, w1 * num_z - num_u, num_v - num_z, h1 * num_z - num_v])
+
+
+def _slab_view_box(lin: np.ndarray, a0: int, a1: int, d1: int, d2: int) -> tuple[slice, slice] | None:
+    """Conservative (b, c) box of the voxels of slab ``a0 <= a < a1`` that can be in view.
+
+    Args:
+        lin: ``(5, 4)`` constraints ``l0 + la a + lb b + lc c > 0`` that every in-view voxel
+            satisfies (``z > 0`` and the four image borders).
+    Returns:
+        ``(b slice, c slice)`` or None when no voxel of the slab can be in view.
+    """
+    l0, la, lb, lc = lin.T
+    a_best = np.maximum(la * a0, la * (a1 - 1))
+    b_lo, b_hi = _feasible_range(l0 + a_best + np.maximum(0.0, lc * (d2 - 1)), lb, d1)
+    if b_lo >= b_hi:
+        return None
+    b_best = np.maximum(lb * b_lo, lb * (b_hi - 1))
+    c_lo, c_hi = _feasible_range(l0 + a_best + b_best, lc, d2)
+    if c_lo >= c_hi:
+        return None
+    return slice(b_lo, b_hi), slice(c_lo, c_hi)
+
+
 def _observe_grid(
     depth: np.ndarray,
     pose: np.ndarray,
@@ -230,30 +309,15 @@ def _observe_grid(
     """
     d0, d1, d2 = shape
     width, height = intrinsics.width, intrinsics.height
-    rot, t = pose[:3, :3], pose[:3, 3]
-    # Camera coordinates of the corner of voxel (a, b, c): R^T (origin + voxel * (a, c, b) - t)
-    #   = base + a * voxel * R[0] + b * voxel * R[2] + c * voxel * R[1]   (rows of R).
-    base = rot.T @ (origin - t)
-    step_a, step_b, step_c = voxel * rot[0], voxel * rot[2], voxel * rot[1]
-    # Rows giving the numerators of qu = fx x / z + cx + 1.5 and qv = fy y / z + cy + 1.5, and z:
-    # round_half_away(fx x / z + cx) = trunc(qu) - 1 whenever qu > 1, so a voxel is in view iff
-    # z > 0, 1 < qu < W + 1 and 1 < qv < H + 1; trunc(qu), trunc(qv) index a depth table padded
-    # by one pixel on each side, whose border marks "outside the image".
-    rows = np.array(
-        [
-            [intrinsics.fx, 0.0, intrinsics.cx + 1.5],
-            [0.0, intrinsics.fy, intrinsics.cy + 1.5],
-            [0.0, 0.0, 1.0],
-        ]
-    )
-    ib, ic = np.arange(d1, dtype=np.float64), np.arange(d2, dtype=np.float64)
-    plane = (
-        (rows @ base)[:, None, None]
-        + (rows @ step_b)[:, None, None] * ib[None, :, None]
-        + (rows @ step_c)[:, None, None] * ic[None, None, :]
-    )  # (3, d1, d2)
-    along_a = (rows @ step_a)[:, None] * np.arange(d0, dtype=np.float64)[None, :]  # (3, d0)
-    z_plane_min = plane[2].min()
+    affine = _projection_affine(pose, origin, intrinsics, voxel)
+    const, coef_a, coef_b, coef_c = (col[:, None, None] for col in affine.T)  # (3, 1, 1) each
+    ib = np.arange(d1, dtype=np.float64)[None, :, None]
+    ic = np.arange(d2, dtype=np.float64)[None, None, :]
+    plane = const + coef_b * ib + coef_c * ic  # (3, d1, d2): numerators of qu, qv and z
+    along_a = coef_a[:, :, 0] * np.arange(d0, dtype=np.float64)[None, :]  # (3, d0)
+    # In-view voxels satisfy 5 linear inequalities in (a, b, c): z > 0, 1 < qu < W + 1 and
+    # 1 < qv < H + 1 (times z). Each slab is processed only inside a conservative box of them.
+    lin = _view_constraints(affine, intrinsics)
 
     # Padded (H + 2, W + 2) tables: pixel code (0 border, 1 no valid depth, 2 valid depth) and
     # depth (NaN where not valid, so that comparisons with it are False).
@@ -267,17 +331,21 @@ def _observe_grid(
     sign_tab = np.zeros(4, dtype=np.float32)
     sign_tab[STATE_FRONT], sign_tab[STATE_BEHIND] = 1.0, -1.0
 
-    state = np.empty(shape, dtype=np.uint8)
-    sign = np.empty(shape, dtype=np.float32)
+    state = np.zeros(shape, dtype=np.uint8)
+    sign = np.zeros(shape, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         for a0 in range(0, d0, slab):
             a1 = min(a0 + slab, d0)
-            z = plane[2] + along_a[2, a0:a1, None, None]
-            qu = plane[0] + along_a[0, a0:a1, None, None]
-            qv = plane[1] + along_a[1, a0:a1, None, None]
+            box = _slab_view_box(lin, a0, a1, d1, d2)
+            if box is None:
+                continue  # the whole slab is outside the view: state 0, sign 0
+            sub = plane[(slice(None),) + box]
+            z = sub[2] + along_a[2, a0:a1, None, None]
+            qu = sub[0] + along_a[0, a0:a1, None, None]
+            qv = sub[1] + along_a[1, a0:a1, None, None]
             np.divide(qu, z, out=qu)
             np.divide(qv, z, out=qv)
-            if z_plane_min + along_a[2, a0:a1].min() <= 0:  # part of the slab is behind the camera
+            if sub[2].min() + along_a[2, a0:a1].min() <= 0:  # part of the slab is behind the camera
                 behind_cam = z <= 0
                 qu[behind_cam] = 0.0
                 qv[behind_cam] = 0.0
@@ -286,11 +354,13 @@ def _observe_grid(
             pix = qv.astype(np.intp)
             pix *= width + 2
             pix += qu.astype(np.intp)
-            code = np.take(code_tab, pix, out=state[a0:a1])
+            code = np.take(code_tab, pix)
             diff = np.take(depth_tab, pix)
             diff -= z
             code += diff <= -SIGN_EPS  # observed and behind: 2 -> 3 (NaN compares False)
-            np.take(sign_tab, code, out=sign[a0:a1])
+            target = (slice(a0, a1),) + box
+            state[target] = code
+            sign[target] = np.take(sign_tab, code)
     return state, sign
 
 
