@@ -20,7 +20,8 @@ How it is made fast without changing the result:
   ``q = (fx * x + (cx + 1.5) * z) / z`` whenever ``q > 1`` (the same number, float64), so one
   division per axis and a lookup in a depth table padded by a one-pixel "outside" border give
   the pixel, its depth and its validity. The grid is processed a few slabs at a time so the
-  temporaries stay in cache; the sign is a lookup by observation state.
+  temporaries stay in cache, each slab only inside a conservative box of the view frustum; the
+  sign is a lookup by observation state.
 * The distance is only needed up to the truncation (12 voxels). The squared distance is
   separable (``min da² + db² + dc²`` = three 1-D min-plus passes), so it is computed exactly in
   integers, capped at ``12² + 1``, on the bounding box of the surface voxels grown by 12 voxels
