@@ -155,8 +155,6 @@ def train_one_epoch(
         leave=False,
     )
     for batch in loader:
-        if done >= num_iters:
-            break
         batch = move_to_device(batch, ctx.device)
         with autocast(ctx.amp, ctx.device):
             outputs = model(batch)
@@ -197,6 +195,8 @@ def train_one_epoch(
                 ctx.writer.add_scalar("train/lr", lr, iteration)
                 ctx.writer.add_scalar("train/samples_per_s", ctx.global_batch * window_n / max(elapsed, 1e-9), iteration)
             window, window_n, window_t0 = None, 0, time.perf_counter()
+        if done == num_iters:
+            break  # before fetching another batch
     bar.close()
     elapsed = time.perf_counter() - t0
     terms = {} if sums is None else {n: v / done for n, v in zip(names, sums.tolist())}
@@ -374,6 +374,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
         generator=loader_generator(t["seed"], info.rank),
     )
     val_loader = None
+    if val_split is not None and t["eval_every"] == 0 and info.is_main:
+        logger.warning("a validation set is configured but train.eval_every=0: it is never evaluated")
     if val_split is not None and t["eval_every"] > 0:
         val_set = build_dataset(cfg, val_split)
         val_loader = DataLoader(
