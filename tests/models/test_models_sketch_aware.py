@@ -152,8 +152,10 @@ def test_other_image_and_grid_sizes():
     assert out["semantic"].shape == (1, 12, 8, 4, 16)
 
 
-def test_fast_paths_equal_naive_paths_in_eval():
+@pytest.mark.parametrize("batched", [True, False])
+def test_fast_paths_equal_naive_paths_in_eval(batched):
     model = _model().eval()
+    model.cvae_batched = batched
     batch = _batch()
     with torch.no_grad():
         fast = model(batch)
@@ -163,7 +165,8 @@ def test_fast_paths_equal_naive_paths_in_eval():
         torch.testing.assert_close(fast[key], naive[key], atol=1e-5, rtol=1e-4)
 
 
-def test_batched_cvae_equals_looped_in_training_including_bn_statistics():
+@pytest.mark.parametrize("batched", [True, False])
+def test_batched_cvae_equals_looped_in_training_including_bn_statistics(batched):
     torch.manual_seed(0)
     cvae = SketchCVAE(latent=4, num_samples=3, hidden=4)
     cvae.decoder[6].p = 0.0                                    # dropout off: compare exactly
@@ -175,7 +178,7 @@ def test_batched_cvae_equals_looped_in_training_including_bn_statistics():
     gt = torch.randint(0, 2, (b, *grid))
     latent = (3, b, 4, 2, 1, 2)
     noise = {"eps": torch.randn(latent), "prior": torch.randn(latent)}
-    fast = cvae(sketch, gt, noise=noise)
+    fast = cvae(sketch, gt, noise=noise, batched=batched)
     slow = looped(sketch, gt, noise=noise, naive=True)
     for key in fast:
         torch.testing.assert_close(fast[key], slow[key], atol=1e-5, rtol=1e-5)

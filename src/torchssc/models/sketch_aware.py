@@ -15,10 +15,12 @@ Pipeline (B frames; grid ``(D, H, W)`` = ``(60, 36, 60)`` for NYU, any size divi
 Speed without changing the maths:
 
 * lifting samples the reduced feature map at the mapped pixels only (no 128 x 480 x 640 tensor);
-* the CVAE decodes all samples in one batched call; in training its BatchNorms normalise each
-  sample's chunk with that chunk's own statistics and update the running statistics chunk by
-  chunk in the original's call order (:class:`ChunkedBatchNorm3d`), so outputs and running
-  statistics equal the original's per-sample loop;
+* the CVAE computes the condition half of its first decoder layer once instead of once per
+  sample, and on CUDA decodes all samples in one batched call (``cvae_batched``; on CPU the
+  per-sample loop measured faster); in training its BatchNorms normalise each sample's chunk
+  with that chunk's own statistics and update the running statistics chunk by chunk in the
+  original's call order (:class:`ChunkedBatchNorm3d`), so outputs and running statistics equal
+  the original's per-sample loop;
 * stage 1 reuses its layer1 output for the decoder skip (the original did too).
 
 ``naive=True`` selects the reference paths (full-resolution upsample + per-sample gather, looped
@@ -63,16 +65,28 @@ class ChunkedBatchNorm3d(nn.BatchNorm3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.chunks == 1:
             return super().forward(x)
-        if x.shape[0] % self.chunks:
-            raise ValueError(f"batch {x.shape[0]} is not divisible into {self.chunks} chunks")
-        if self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(self.chunks)
-        momentum = 0.1 if self.momentum is None else self.momentum
-        return torch.cat([
-            F.batch_norm(part, self.running_mean, self.running_var, self.weight, self.bias,
-                         True, momentum, self.eps)
-            for part in x.chunk(self.chunks, 0)
-        ])
+        g = self.chunks
+        if x.shape[0] % g:
+            raise ValueError(f"batch {x.shape[0]} is not divisible into {g} chunks")
+        c = x.shape[1]
+        xg = x.reshape(g, x.shape[0] // g, c, -1)                     # (G, B, C, DHW)
+        var, mean = torch.var_mean(xg, dim=(1, 3), correction=0, keepdim=True)  # (G, 1, C, 1)
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.view(1, 1, c, 1)
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias.view(1, 1, c, 1)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():  # the sequential EMA of G separate calls, chunk after chunk
+                n = xg.shape[1] * xg.shape[3]
+                m = 0.1 if self.momentum is None else self.momentum
+                unbiased = var.view(g, c) * (n / max(n - 1, 1))
+                for k in range(g):
+                    self.running_mean.mul_(1 - m).add_(mean.view(g, c)[k].to(self.running_mean.dtype), alpha=m)
+                    self.running_var.mul_(1 - m).add_(unbiased[k].to(self.running_var.dtype), alpha=m)
+                self.num_batches_tracked.add_(g)
+        return torch.addcmul(shift, xg, scale).view_as(x)
 
 
 def _cvae_body(cin: int, hidden: int, latent: int) -> nn.Sequential:
@@ -125,13 +139,39 @@ class SketchCVAE(nn.Module):
             nn.Conv3d(latent, 2, 1),
         )
 
-    def _decode(self, cond: torch.Tensor, z: torch.Tensor, chunks: int) -> torch.Tensor:
-        """Decode ``chunks`` stacked latents ``z (chunks*B, L, d, h, w)`` with one condition."""
+    def _decode(self, cond: torch.Tensor, z: torch.Tensor, chunks: int, naive: bool = False,
+                batched: bool = True) -> torch.Tensor:
+        """Decode ``chunks`` stacked latents ``z (chunks*B, L, d, h, w)`` with one condition
+        ``cond (B, L, d, h, w)`` -> logits ``(chunks*B, 2, D, H, W)``.
+
+        The first layer is linear in its concatenated input, so (fast path) its condition half is
+        computed once and broadcast over the chunks instead of once per sample: same maths, half
+        the first layer's work. ``batched``: all chunks in one decoder call (else one call per
+        chunk, same maths). ``naive``: the original's ``decoder(cat([cond, z]))``.
+        """
         for m in self.decoder:
             if isinstance(m, ChunkedBatchNorm3d):
                 m.chunks = chunks
-        cond = cond.expand(chunks, *cond.shape).reshape(-1, *cond.shape[1:])
-        return self.decoder(torch.cat([cond, z], dim=1))
+        if naive:
+            cond = cond.expand(chunks, *cond.shape).reshape(-1, *cond.shape[1:])
+            return self.decoder(torch.cat([cond, z], dim=1))
+        up = self.decoder[0]
+        latent = cond.shape[1]
+
+        def conv_t(x, weight, bias):
+            return F.conv_transpose3d(x, weight, bias, up.stride, up.padding, up.output_padding,
+                                      up.groups, up.dilation)
+
+        from_cond = conv_t(cond, up.weight[:latent], up.bias)          # (B, L, 2d, 2h, 2w)
+        if not batched:  # chunk by chunk (faster on CPU, where big batches thrash the cache)
+            for m in self.decoder:
+                if isinstance(m, ChunkedBatchNorm3d):
+                    m.chunks = 1
+            return torch.cat([self.decoder[1:](conv_t(part, up.weight[latent:], None) + from_cond)
+                              for part in z.chunk(chunks, 0)])
+        from_z = conv_t(z, up.weight[latent:], None)                    # (G*B, L, 2d, 2h, 2w)
+        y = (from_z.view(chunks, *from_cond.shape) + from_cond).view(from_z.shape)
+        return self.decoder[1:](y)
 
     def forward(
         self,
@@ -141,8 +181,13 @@ class SketchCVAE(nn.Module):
         noise: dict[str, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
         naive: bool = False,
+        batched: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """See the class docstring.
+
+        ``batched``: decode all samples in one call (``True``) or sample by sample with the
+        shared condition term (``False``); ``None`` = batched on CUDA, sample by sample elsewhere
+        (measured faster on CPU, see docs/benchmarks.md). Same maths either way.
 
         ``noise`` (tests): ``{"eps": (S, B, L, d, h, w), "prior": (S, B, L, d, h, w)}`` replaces
         the random draws. ``generator``: used for the draws (inference passes a seeded one).
@@ -150,6 +195,8 @@ class SketchCVAE(nn.Module):
         """
         b = sketch.shape[0]
         s = self.num_samples
+        if batched is None:
+            batched = sketch.device.type == "cuda"
         latent_shape = (self.latent, *(n // 4 for n in sketch.shape[2:]))
         cond = self.condition(sketch)                                 # (B, L, d, h, w)
         if not self.training:
@@ -159,9 +206,9 @@ class SketchCVAE(nn.Module):
                 z = torch.randn((s, 1, *latent_shape), generator=generator, device=sketch.device,
                                 dtype=cond.dtype).expand(s, b, *latent_shape)
             if naive:
-                prior = torch.stack([self._decode(cond, z[i], 1) for i in range(s)]).mean(0)
+                prior = torch.stack([self._decode(cond, z[i], 1, True) for i in range(s)]).mean(0)
             else:
-                prior = self._decode(cond, z.reshape(s * b, *latent_shape), s)
+                prior = self._decode(cond, z.reshape(s * b, *latent_shape), s, batched=batched)
                 prior = prior.view(s, b, *prior.shape[1:]).mean(0)
             return {"sketch_prior": prior}
 
@@ -180,12 +227,12 @@ class SketchCVAE(nn.Module):
         if naive:  # original order: posterior 1, prior 1, posterior 2, ...
             post, prior = [], []
             for i in range(s):
-                post.append(self._decode(cond, z_post[i], 1))
-                prior.append(self._decode(cond, z_prior[i], 1))
+                post.append(self._decode(cond, z_post[i], 1, True))
+                prior.append(self._decode(cond, z_prior[i], 1, True))
             post_mean, prior_mean = torch.stack(post).mean(0), torch.stack(prior).mean(0)
         else:  # chunks in the same order, so BN running statistics match the loop
             z = torch.stack([z_post, z_prior], 1).reshape(2 * s * b, *latent_shape)
-            out = self._decode(cond, z, 2 * s)                       # (2*S*B, 2, D, H, W)
+            out = self._decode(cond, z, 2 * s, batched=batched)      # (2*S*B, 2, D, H, W)
             out = out.view(s, 2, b, *out.shape[1:]).mean(0)          # (2, B, 2, D, H, W)
             post_mean, prior_mean = out[0], out[1]
         return {"sketch_prior": prior_mean, "sketch_posterior": post_mean,
@@ -245,7 +292,8 @@ class SketchAwareSSC(nn.Module):
         ``(B, 2, D, H, W)``, ``"latent_mean"`` and ``"latent_logvar"`` ``(B, L, D/4, H/4, W/4)``.
 
     Attributes: ``seed`` (int, the inference prior-sample seed), ``naive`` (reference paths),
-    ``backbone_report`` (:class:`~torchssc.models.backbones.LoadReport` or None).
+    ``cvae_batched`` (``None`` = decode the CVAE samples in one call on CUDA, one by one
+    elsewhere; ``True``/``False`` force it), ``backbone_report``  (:class:`~torchssc.models.backbones.LoadReport` or None).
     """
 
     def __init__(
@@ -284,6 +332,7 @@ class SketchAwareSSC(nn.Module):
                                     num_classes=num_classes, stem_channels=stem_channels)
         self.seed = seed
         self.naive = naive
+        self.cvae_batched: bool | None = None  # None: batched on CUDA, per sample elsewhere
 
     def train(self, mode: bool = True) -> "SketchAwareSSC":
         """As ``nn.Module.train``; with ``backbone_bn_train=False`` the backbone's BatchNorms
@@ -315,7 +364,7 @@ class SketchAwareSSC(nn.Module):
             generator = torch.Generator(device=tsdf.device)
             generator.manual_seed(self.seed if seed is None else seed)
         cvae = self.cvae(sketch_bin, batch.get("sketch_gt"), generator=generator,
-                         naive=self.naive)
+                         naive=self.naive, batched=self.cvae_batched)
 
         image = rgb
         if self.image_scale != 1:

@@ -1,0 +1,167 @@
+"""Speed and peak memory of SketchAwareSSC against its naive reference path, on CPU.
+
+Measures, at full NYU size (RGB 480x640, grid 60x36x60), in the same run:
+
+* ``infer``: eval-mode forward, batch 1 (``torch.no_grad``);
+* ``train``: training step, batch 2: forward + ``sketch_aware`` loss + backward + SGD step;
+* ``lift``: the stage-2 2D->3D lifting alone (reduced feature map -> voxels, forward + backward);
+* ``cvae``: the CVAE alone in training mode (all samples decoded, forward + backward);
+
+each for the fast path (``model.naive = False``: lifting sampled at the mapped pixels only,
+CVAE samples batched) and the naive path (``naive = True``: the original's full-resolution x16
+upsample + per-sample gather and per-sample CVAE loop). Same weights, same inputs.
+
+Peak memory: every (measurement, path) runs in a **fresh process** (``multiprocessing`` spawn,
+no shell), which reads its own ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (Linux: KiB, the
+peak resident set of that process) once before the first call (warm-up included) and once at the end. ``peak`` is the process's lifetime peak RSS (interpreter, torch, weights, inputs included);
+``step`` is the growth of that peak caused by the calls, i.e. the extra memory the
+forward/backward needed at its worst moment. tracemalloc does not see torch's allocations, so
+it is not used.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_model.py --model sketch_aware_ssc --iters 1 --warmup 0
+    .venv/bin/python benchmarks/bench_model.py --model sketch_aware_ssc_lite --iters 3
+
+Times are wall-clock seconds per call (mean over ``--iters`` after ``--warmup`` calls) and CPU
+seconds of the process per call; on a shared machine the CPU time is the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import time
+
+GRID = (60, 36, 60)
+IMAGE = (480, 640)
+
+
+def _batch(b: int, mapped: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = GRID[0] * GRID[1] * GRID[2]
+    hw = IMAGE[0] * IMAGE[1]
+    mapping = torch.full((b, n), hw, dtype=torch.int64)
+    for i in range(b):  # `mapped` distinct voxels per frame, each seeing one pixel
+        voxels = torch.randperm(n, generator=g)[:mapped]
+        mapping[i, voxels] = torch.randint(0, hw, (mapped,), generator=g)
+    return {
+        "rgb": torch.randn(b, 3, *IMAGE, generator=g),
+        "tsdf": torch.randn(b, 1, *GRID, generator=g).clamp_(-1, 1),
+        "mapping": mapping,
+        "sketch_gt": torch.randint(0, 2, (b, *GRID), generator=g),
+        "label": torch.randint(0, 12, (b, *GRID), generator=g),
+        "label_weight": (torch.rand(b, *GRID, generator=g) > 0.5).float(),
+    }
+
+
+def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
+    """Child process: build, run ``kind`` warmup + iters times, report time and memory."""
+    import torch
+
+    from torchssc.losses import get_loss
+    from torchssc.models import get_model
+    from torchssc.models.lifting import lift_features, lift_features_naive
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = get_model(args.model)
+    model.naive = naive
+    batch = _batch(1 if kind == "infer" else 2, args.mapped, seed=0)
+
+    if kind == "infer":
+        model.eval()
+
+        def call():
+            with torch.no_grad():
+                model(batch)
+    elif kind == "train":
+        model.train()
+        loss_fn = get_loss("sketch_aware")
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3,
+                              momentum=0.9)
+
+        def call():
+            losses = loss_fn(model(batch), batch)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+    elif kind == "lift":
+        width = model.stage2.reduce[0].out_channels
+        h, w = IMAGE[0] // 16, IMAGE[1] // 16
+        features = torch.randn(2, width, h, w, requires_grad=True)
+        lift = lift_features_naive if naive else lift_features
+
+        def call():
+            out = lift(features, batch["mapping"], GRID, IMAGE)
+            out.sum().backward()
+    elif kind == "cvae":
+        cvae = model.cvae.train()
+        sketch = batch["sketch_gt"].unsqueeze(1).float()
+
+        def call():
+            out = cvae(sketch, batch["sketch_gt"], naive=naive)
+            (out["sketch_prior"].sum() + out["sketch_posterior"].sum()
+             + out["latent_mean"].sum()).backward()
+    else:
+        raise ValueError(kind)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(args.warmup):
+        call()
+    wall = cpu = 0.0
+    for _ in range(args.iters):
+        t0, c0 = time.perf_counter(), time.process_time()
+        call()
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put({"wall": wall / args.iters, "cpu": cpu / args.iters,
+               "peak_mib": after / 1024, "step_mib": (after - before) / 1024,
+               "threads": torch.get_num_threads()})
+
+
+def run_one(kind: str, naive: bool, args: argparse.Namespace) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(kind, naive, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="sketch_aware_ssc",
+                        help="registered SketchAwareSSC variant (sketch_aware_ssc, sketch_aware_ssc_lite)")
+    parser.add_argument("--kinds", default="lift,cvae,infer,train",
+                        help="comma list of: lift, cvae, infer, train")
+    parser.add_argument("--iters", type=int, default=2, help="measured calls per measurement")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls first")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--mapped", type=int, default=8000,
+                        help="voxels with a pixel per frame (NYU: a few thousand)")
+    args = parser.parse_args()
+    print(f"model={args.model} iters={args.iters} warmup={args.warmup} threads={args.threads or 'default'} "
+          f"mapped={args.mapped}; RGB {IMAGE[0]}x{IMAGE[1]}, grid {'x'.join(map(str, GRID))}; CPU only")
+    print(f"{'kind':6s} {'path':6s} {'wall s':>9s} {'cpu s':>9s} {'peak MiB':>9s} {'step MiB':>9s}")
+    for kind in args.kinds.split(","):
+        res = {}
+        for naive in (True, False):
+            r = run_one(kind, naive, args)
+            res[naive] = r
+            print(f"{kind:6s} {'naive' if naive else 'fast':6s} {r['wall']:9.3f} {r['cpu']:9.3f} "
+                  f"{r['peak_mib']:9.0f} {r['step_mib']:9.0f}", flush=True)
+        slow, fast = res[True], res[False]
+        print(f"{kind:6s} ratio  wall x{slow['wall'] / fast['wall']:.2f}  cpu x{slow['cpu'] / fast['cpu']:.2f}  "
+              f"peak -{100 * (1 - fast['peak_mib'] / slow['peak_mib']):.0f}%  "
+              f"step -{100 * (1 - fast['step_mib'] / max(slow['step_mib'], 1e-9)):.0f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
