@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from torchssc import metrics as M
 from torchssc.geometry import CLASS_NAMES, VIS_OCCLUDED, VIS_SURFACE
-from torchssc.metrics import PROTOCOLS, SSCMetrics, format_results, protocol_masks, update_all
+from torchssc.metrics import PROTOCOLS, SSCMetrics, format_results, protocol_masks, scene_histogram, update_all
 
 NP = 307200  # NYU "no pixel"
 
@@ -302,6 +302,23 @@ def test_protocol_masks_nest():
         m.update(pred, label, label_weight=weight, mapping=mapping, visibility=vis)
         r = m.compute()
         assert r["ssc_voxels"] == int(ssc.sum()) and r["sc_voxels"] == int(sc.sum())
+
+
+def test_scene_histogram_splits_every_labelled_voxel_by_attribute():
+    pred, label, weight, mapping, vis = random_batch(6, pix=40)
+    hist = scene_histogram(pred, label, label_weight=weight, mapping=mapping, visibility=vis, no_pixel=40)
+    assert hist.shape == (3, 3, 2, 2, 12, 12) and hist.dtype == torch.int64
+    lab = label.reshape(3, -1)
+    assert torch.equal(hist.sum((1, 2, 3, 4, 5)), (lab != 255).sum(1))
+    w = weight.reshape(3, -1) > 0
+    unmapped = mapping == 40
+    v = vis.reshape(3, -1)
+    for s in range(3):
+        keep = (lab[s] != 255) & w[s] & unmapped[s] & (v[s] == VIS_OCCLUDED)
+        want = torch.zeros(12, 12, dtype=torch.int64)
+        for g, p in zip(lab[s][keep].tolist(), pred.reshape(3, -1)[s][keep].tolist()):
+            want[g, p] += 1
+        assert torch.equal(hist[s, 2, 1, 1], want)
 
 
 def test_update_errors():

@@ -237,6 +237,40 @@ def _flatten_inputs(pred: Any, label: Any, extras: dict[str, Any]) -> tuple[torc
 
 
 @torch.no_grad()
+def _raw_histogram(
+    pred: Any,
+    label: Any,
+    *,
+    label_weight: Any = None,
+    mapping: Any = None,
+    visibility: Any = None,
+    no_pixel: int = NO_PIXEL_NYU,
+    num_classes: int = NUM_CLASSES,
+) -> torch.Tensor:
+    """``(B, N_ATTR, (C + 1) * C) int64``: :func:`scene_histogram` before dropping label 255
+    (label index 0 after the shift) and splitting the attribute axis."""
+    c = num_classes
+    prd, lab, extras = _flatten_inputs(
+        pred, label, {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+    )
+    b = prd.shape[0]
+    per_attr = (c + 1) * c
+    if b == 0 or prd.shape[1] == 0:
+        return torch.zeros(b, N_ATTR, per_attr, dtype=torch.int64, device=prd.device)
+    args = (extras.get("label_weight"), extras.get("mapping"), extras.get("visibility"))
+    if _use_numpy(prd.device):
+        key = _keys_numpy(prd.numpy(), lab.numpy(), *(None if a is None else a.numpy() for a in args), int(no_pixel), c)
+        if b > 1:
+            key += (np.arange(b, dtype=np.int32) * (N_ATTR * per_attr))[:, None]
+        key_t = torch.from_numpy(key)
+    else:
+        key_t = _keys_torch(prd, lab, *args, int(no_pixel), c)
+        if b > 1:
+            key_t = key_t + (torch.arange(b, dtype=torch.int32, device=key_t.device) * (N_ATTR * per_attr))[:, None]
+    return torch.bincount(key_t.reshape(-1), minlength=b * N_ATTR * per_attr).reshape(b, N_ATTR, per_attr)
+
+
+@torch.no_grad()
 def scene_histogram(
     pred: torch.Tensor | np.ndarray,
     label: torch.Tensor | np.ndarray,
@@ -262,26 +296,12 @@ def scene_histogram(
     Raises:
         ValueError: as :meth:`SSCMetrics.update`.
     """
-    c = num_classes
-    prd, lab, extras = _flatten_inputs(
-        pred, label, {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
+    hist = _raw_histogram(
+        pred, label, label_weight=label_weight, mapping=mapping, visibility=visibility,
+        no_pixel=no_pixel, num_classes=num_classes,
     )
-    b = prd.shape[0]
-    per_attr = (c + 1) * c
-    if b == 0 or prd.shape[1] == 0:
-        return torch.zeros(b, 3, 2, 2, c, c, dtype=torch.int64, device=prd.device)
-    args = (extras.get("label_weight"), extras.get("mapping"), extras.get("visibility"))
-    if _use_numpy(prd.device):
-        key = _keys_numpy(prd.numpy(), lab.numpy(), *(None if a is None else a.numpy() for a in args), int(no_pixel), c)
-        if b > 1:
-            key += (np.arange(b, dtype=np.int32) * (N_ATTR * per_attr))[:, None]
-        key_t = torch.from_numpy(key)
-    else:
-        key_t = _keys_torch(prd, lab, *args, int(no_pixel), c)
-        if b > 1:
-            key_t = key_t + (torch.arange(b, dtype=torch.int32, device=key_t.device) * (N_ATTR * per_attr))[:, None]
-    hist = torch.bincount(key_t.reshape(-1), minlength=b * N_ATTR * per_attr)
-    return hist.reshape(b, 3, 2, 2, c + 1, c)[..., 1:, :]
+    c = num_classes
+    return hist.reshape(hist.shape[0], 3, 2, 2, c + 1, c)[..., 1:, :]
 
 
 def update_all(
@@ -313,7 +333,7 @@ def update_all(
         if missing:
             raise ValueError(f"protocol {m.protocol!r} needs {', '.join(missing)} (got None)")
     needed = {k for m in metrics for k in _PROTOCOL_NEEDS[m.protocol]}
-    hist = scene_histogram(
+    hist = _raw_histogram(
         pred,
         label,
         **{k: (v if k in needed else None) for k, v in given.items()},
@@ -323,6 +343,30 @@ def update_all(
     hist_np = hist.cpu().numpy()
     for m in metrics:
         m._accumulate(hist_np)
+
+
+def _selections(protocol: str, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constant matrices of :meth:`SSCMetrics._accumulate`.
+
+    Returns ``(ssc_select, sc_select, sc_cells)``: ``(N_ATTR,) int64`` 0/1 vectors marking the
+    attributes (``4 vis3 + 2 no_pixel + weight``) of the protocol's SSC and SC voxels, and the
+    ``((C + 1) * C, 4) int64`` map of (label + 1, pred) cells to SC (tn, fp, fn, tp); label 255
+    (row 0) maps nowhere.
+    """
+    attr = np.arange(N_ATTR)
+    weight, unmapped, vis3 = attr & 1, (attr >> 1) & 1, attr >> 2
+    if protocol == "torchssc":
+        ssc, sc = weight == 1, (weight == 1) & (unmapped == 1)
+    elif protocol == "sscnet":
+        ssc, sc = vis3 >= 1, vis3 == 2
+    else:
+        ssc = sc = np.ones(N_ATTR, bool)
+    gt, pr = np.divmod(np.arange((c + 1) * c), c)
+    gt = gt - 1  # shifted labels: -1 is 255
+    cells = np.zeros(((c + 1) * c, 4), np.int64)
+    valid = gt >= 0
+    cells[valid, 2 * (gt[valid] > 0) + (pr[valid] > 0)] = 1  # [gt empty/occ][pred empty/occ]
+    return ssc.astype(np.int64), sc.astype(np.int64), cells
 
 
 def _safe_div(num: float, den: float) -> float:
@@ -365,6 +409,7 @@ class SSCMetrics:
             self.class_names = tuple(CLASS_NAMES)
         else:
             self.class_names = tuple(f"class_{i}" for i in range(num_classes))
+        self._ssc_select, self._sc_select, self._sc_cells = _selections(protocol, num_classes)
         self.reset()
 
     # ----------------------------------------------------------------------------------------
@@ -376,6 +421,8 @@ class SSCMetrics:
         self.sc_confusion = torch.zeros(2, 2, dtype=torch.int64)
         self.scene_sums = torch.zeros(3, dtype=torch.float64)
         self.counts = torch.zeros(4, dtype=torch.int64)
+        # numpy views of the same memory, for the accumulation
+        self._np = [t.numpy() for t in self.state_tensors()]
         self._reduced = False
 
     def state_tensors(self) -> list[torch.Tensor]:
@@ -415,23 +462,14 @@ class SSCMetrics:
         )
 
     def _accumulate(self, hist: np.ndarray) -> None:
-        """Add a :func:`scene_histogram` ``(B, 3, 2, 2, C, C)`` (numpy) under this protocol."""
-        b = hist.shape[0]
-        if self.protocol == "torchssc":  # [scene, vis3, no_pixel, weight, gt, pred]
-            ssc = hist[:, :, :, 1].sum((1, 2))
-            sc = hist[:, :, 1, 1].sum(1)
-        elif self.protocol == "sscnet":
-            ssc = hist[:, 1:].sum((1, 2, 3))
-            sc = hist[:, 2].sum((1, 2))
-        else:
-            ssc = sc = hist.sum((1, 2, 3))
-        # ssc, sc: (B, C, C) per-scene confusions over the SSC and the SC voxels
-        tn = sc[:, 0, 0]
-        fp = sc[:, 0, 1:].sum(1)
-        fn = sc[:, 1:, 0].sum(1)
-        tp = sc[:, 1:, 1:].sum((1, 2))
-        self.confusion.numpy()[:] += ssc.sum(0)
-        self.sc_confusion.numpy()[:] += np.array([[tn.sum(), fp.sum()], [fn.sum(), tp.sum()]])
+        """Add a raw histogram ``(B, N_ATTR, (C + 1) * C)`` (numpy) under this protocol."""
+        b, c = hist.shape[0], self.num_classes
+        ssc = self._ssc_select @ hist  # (B, (C+1)*C): this protocol's SSC voxels, per scene
+        sc = (self._sc_select @ hist) @ self._sc_cells  # (B, 4): tn, fp, fn, tp per scene
+        confusion, sc_confusion, scene_sums, counts = self._np
+        confusion += ssc[:, c:].sum(0).reshape(c, c)  # label index 0 is 255
+        sc_confusion += sc.sum(0).reshape(2, 2)
+        tn, fp, fn, tp = sc.T
         union = tp + fp + fn
         if _SC_PER_SCENE[self.protocol]:
             # MATLAB benchmark: precision 0 without a true positive, recall 0 without an
@@ -440,8 +478,8 @@ class SSCMetrics:
             precision = np.where(tp > 0, tpf / np.maximum(tp + fp, 1), 0.0)
             recall = np.where(tp + fn > 0, tpf / np.maximum(tp + fn, 1), 0.0)
             iou = np.where(union > 0, tpf / np.maximum(union, 1), 0.0)
-            self.scene_sums.numpy()[:] += [precision.sum(), recall.sum(), iou.sum()]
-        self.counts.numpy()[:] += [b, int((union > 0).sum()), int(ssc.sum()), int(sc.sum())]
+            scene_sums += [precision.sum(), recall.sum(), iou.sum()]
+        counts += [b, int(np.count_nonzero(union)), int(ssc[:, c:].sum()), int(sc.sum())]
 
     # ----------------------------------------------------------------------------------------
     def all_reduce(self) -> None:

@@ -221,7 +221,8 @@ def score_model(
         outputs = model(batch)
         if "semantic" not in outputs:
             raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
-        pred = outputs["semantic"].argmax(1)  # (B, D, H, W) int64
+        # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
+        pred = outputs["semantic"].argmax(1).to(torch.uint8)
         update_all(  # one pass over the voxels for every protocol
             metrics.values(),
             pred,
@@ -233,7 +234,7 @@ def score_model(
         )
         if save_dir is not None:
             sketch = outputs.get("sketch_prior", outputs.get("sketch_raw"))
-            pred_np = pred.to(torch.uint8).cpu().numpy()
+            pred_np = pred.cpu().numpy()
             sketch_np = None if sketch is None else sketch.argmax(1).to(torch.uint8).cpu().numpy()
             for i, frame_id in enumerate(batch["id"]):
                 _save_npy(Path(save_dir) / "results" / f"{frame_id}.npy", pred_np[i])
