@@ -117,6 +117,17 @@ def _check_scatter_inputs(features: torch.Tensor, index: torch.Tensor, grid_shap
     return b, c, h * w
 
 
+def _flat_targets(index: torch.Tensor, c: int, numel: int) -> torch.Tensor:
+    """``(B*C*P,) int64`` targets in a flat ``(B*C*numel + 1,)`` buffer: pixel ``p`` of channel ``k``
+    of sample ``i`` goes to ``(i*C + k)*numel + index[i, p]``, or to the one dummy slot at the end
+    when ``index[i, p] == numel``. Keeping the dummy at the very end makes the result a contiguous
+    view of the buffer (no copy of the volume)."""
+    b, n_pix = index.shape
+    offsets = torch.arange(b * c, device=index.device, dtype=torch.int64).view(b, c, 1) * numel
+    idx = index[:, None, :]
+    return torch.where(idx < numel, idx + offsets, torch.full_like(idx, b * c * numel)).reshape(-1)
+
+
 def scatter_max_to_grid(features: torch.Tensor, index: torch.Tensor, grid_shape: tuple[int, int, int]) -> torch.Tensor:
     """Lift pixel features into a voxel grid by max (DDRNet/AICNet ``Project2Dto3D``).
 
@@ -126,15 +137,14 @@ def scatter_max_to_grid(features: torch.Tensor, index: torch.Tensor, grid_shape:
             ``0..prod(grid_shape)``, the last being the dummy slot (dropped).
         grid_shape: ``(S0, S1, S2)``.
     Returns:
-        ``(B, C, S0, S1, S2)``: per voxel ``max(0, max over its pixels)``; 0 where no pixel falls.
-        Gradients go to the arg-max pixel(s) (ties share them), none where the 0 wins.
+        ``(B, C, S0, S1, S2)`` contiguous: per voxel ``max(0, max over its pixels)``; 0 where no
+        pixel falls. Gradients go to the arg-max pixel(s) (ties share them), none where the 0 wins.
     """
     b, c, n_pix = _check_scatter_inputs(features, index, grid_shape)
     numel = math.prod(grid_shape)
-    src = features.reshape(b, c, n_pix)
-    out = src.new_zeros(b, c, numel + 1)  # +1: the dummy voxel for invalid pixels
-    out = out.scatter_reduce(2, index[:, None, :].expand(b, c, n_pix), src, reduce="amax", include_self=True)
-    return out[:, :, :numel].reshape(b, c, *grid_shape)
+    out = features.new_zeros(b * c * numel + 1)  # +1: the dummy voxel for invalid pixels
+    out.scatter_reduce_(0, _flat_targets(index, c, numel), features.reshape(-1), reduce="amax", include_self=True)
+    return out[:-1].view(b, c, *grid_shape)
 
 
 def scatter_mean_to_grid(features: torch.Tensor, index: torch.Tensor, grid_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -145,15 +155,16 @@ def scatter_mean_to_grid(features: torch.Tensor, index: torch.Tensor, grid_shape
         index: ``(B, H*W) int64`` as in :func:`scatter_max_to_grid` (dummy slot dropped).
         grid_shape: ``(S0, S1, S2)``.
     Returns:
-        ``(B, C, S0, S1, S2)``: per voxel the mean feature of its pixels; 0 where no pixel falls.
+        ``(B, C, S0, S1, S2)`` contiguous: per voxel the mean feature of its pixels; 0 where no
+        pixel falls.
     """
     b, c, n_pix = _check_scatter_inputs(features, index, grid_shape)
     numel = math.prod(grid_shape)
-    src = features.reshape(b, c, n_pix)
-    total = src.new_zeros(b, c, numel + 1).scatter_add(2, index[:, None, :].expand(b, c, n_pix), src)
-    count = src.new_zeros(b, numel + 1).scatter_add(1, index, src.new_ones(b, n_pix))
-    mean = total / count.clamp_min(1.0)[:, None, :]
-    return mean[:, :, :numel].reshape(b, c, *grid_shape)
+    total = features.new_zeros(b * c * numel + 1)
+    total.scatter_add_(0, _flat_targets(index, c, numel), features.reshape(-1))
+    count = features.new_zeros(b * numel + 1)
+    count.scatter_add_(0, _flat_targets(index, 1, numel), features.new_ones(b * n_pix))
+    return total[:-1].view(b, c, *grid_shape).div_(count[:-1].clamp_min_(1.0).view(b, 1, *grid_shape))
 
 
 class DepthProjection(nn.Module):
