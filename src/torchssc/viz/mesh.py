@@ -204,7 +204,7 @@ def glb_bytes(mesh: VoxelMesh, *, name: str = "voxels") -> bytes:
     gltf: dict = {
         "asset": {"version": "2.0", "generator": "torchssc.viz"},
         "scene": 0,
-        "scenes": [{"name": name, "nodes": []}],
+        "scenes": [{"name": name}],  # no "nodes": the schema wants at least one when present
     }
     if len(mesh.faces) == 0:
         return _glb_container(gltf, b"")
