@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help). Add a line here to add a subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("torchssc.demo_command", "the whole toolkit on synthetic rooms: generate, prepare, train, evaluate, render"),
     "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
     "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
