@@ -357,11 +357,18 @@ def raycast(
                 out_depth[r] = t[h]
                 out_normal[r] = np.where(a >= 0, 2 * a + plus[h, np.maximum(a, 0)], -1)
                 out_voxel[r] = g[h]
-            keep = np.flatnonzero(~done)
-            if keep.size == 0:
+            gone = np.flatnonzero(done)
+            if gone.size == live.size:
                 break
-            live, g, t, axis, k = live[keep], g[keep], t[keep], axis[keep], k[keep]
-            o, d, inv, never, plus, sgn = o[keep], d[keep], inv[keep], never[keep], plus[keep], sgn[keep]
+            if 4 * gone.size > live.size:  # drop finished rays once they are a quarter
+                keep = np.flatnonzero(~done)
+                live, g, t, axis, k = live[keep], g[keep], t[keep], axis[keep], k[keep]
+                o, d, inv, never, plus, sgn = o[keep], d[keep], inv[keep], never[keep], plus[keep], sgn[keep]
+            else:  # park them on the padding corner, where they stay (and never hit) until then
+                g[gone] = -1
+                k[gone] = 1
+                inv[gone] = 0.0
+                never[gone] = 0.0
         # Leave the empty cube [g - (k-1), g + k) through its nearest face.
         kk = k[:, None]
         lo = g - (kk - 1)
