@@ -58,7 +58,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_root, monkeypatch):
 
 def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, data_root):
     # dropout makes the model draw from the global RNG: resuming must restore the streams too
-    over = ["model.kwargs.dropout=0.3"]
+    over = ["model.kwargs.dropout=0.3", "data.num_workers=1"]  # workers: persistent, re-positioned per epoch
     full = main(_cfg(tmp_path, data_root, "full", over, epochs=2, iters_per_epoch=2))
     part = _cfg(tmp_path, data_root, "part", over, epochs=2, iters_per_epoch=2, max_iters=3)
     first = main(part)
