@@ -41,14 +41,14 @@ class BasicAIC3d(nn.Module):
         self, c: int, kernels: tuple[int, ...] = (3, 5, 7), dilations: tuple[int, ...] = (1, 1, 1), residual: bool = True
     ) -> None:
         super().__init__()
-        if len(dilations) != 3:
-            raise ValueError(f"dilations must have one value per axis, got {dilations}")
+        if len(dilations) != len(kernels):
+            raise ValueError(f"dilations must have one value per kernel size, got {dilations} for {kernels}")
         self.kernels = tuple(kernels)
         self.residual = residual
         self.modulation = nn.Conv3d(c, 3 * len(kernels), 1, bias=False)
-        # convs[axis][i]: kernel kernels[i] along spatial axis `axis`.
+        # convs[axis][i]: kernel kernels[i] (dilation dilations[i], as WLJ) along spatial axis `axis`.
         self.convs = nn.ModuleList(
-            nn.ModuleList(_axis_conv(c, k, axis, dilations[axis]) for k in kernels) for axis in range(3)
+            nn.ModuleList(_axis_conv(c, k, axis, d) for k, d in zip(kernels, dilations)) for axis in range(3)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
