@@ -86,14 +86,18 @@ def prepare_frame(
             raise ValueError(
                 f"rgb must be ({intrinsics.height}, {intrinsics.width}, 3) uint8, got {rgb.shape} {rgb.dtype}"
             )
-    depth = np.asarray(depth, dtype=np.float32)
+    depth = np.asarray(depth)  # computed in float64 whatever the input; stored as float32
+    if not np.issubdtype(depth.dtype, np.number):
+        raise ValueError(f"depth must be numeric metres, got dtype {depth.dtype}")
     pose = np.asarray(pose, dtype=np.float64)
     origin = np.asarray(origin, dtype=np.float64).reshape(-1)
 
     with _timed(timings, "hits"):
         hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape)
     with _timed(timings, "tsdf"):
-        fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape, hits=hits)
+        fine_tsdf = compute_tsdf(
+            depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape, hits=hits
+        )
     with _timed(timings, "labels"):
         label = downsample_labels(raw_labels, tie_rule=tie_rule)
     with _timed(timings, "tsdf_mean"):
@@ -124,7 +128,7 @@ def prepare_frame(
         intrinsics=intrinsics.as_array(),
         visibility=visibility,
         tsdf_fine=tsdf_fine,
-        depth=depth,
+        depth=depth.astype(np.float32),
     )
 
 
