@@ -109,10 +109,13 @@ def main(argv=None) -> int:
         cpu.append(time.process_time() - start_cpu)
         for k, v in timings.items():
             per_stage.setdefault(k, []).append(v)
-    print(f"raw -> prepared, {args.bin.name}, median of {args.repeat}, 1 thread")
-    print(f"  whole frame: {statistics.median(cpu):.3f} s CPU ({statistics.median(totals):.3f} s wall)")
+    print(f"raw -> prepared, {args.bin.name}, {args.repeat} runs, 1 thread (min / median)")
+    print(
+        f"  whole frame: {min(cpu):.3f} / {statistics.median(cpu):.3f} s CPU "
+        f"({min(totals):.3f} / {statistics.median(totals):.3f} s wall)"
+    )
     for k, v in per_stage.items():
-        print(f"    {k:<13s} {statistics.median(v) * 1000:7.1f} ms CPU")
+        print(f"    {k:<13s} {min(v) * 1000:7.1f} / {statistics.median(v) * 1000:7.1f} ms CPU")
     fine_time = _median_time(lambda: prepare_depthbin(args.bin, fine=True), max(1, args.repeat // 2), time.process_time)
     print(f"  whole frame with the fine flipped TSDF (fine=True): {fine_time:.3f} s CPU")
 
