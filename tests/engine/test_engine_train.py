@@ -129,6 +129,7 @@ def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert set(rows[0]["train"]) == {"total", "semantic", "penalty"}
     assert rows[0]["val"]["semantic_ce"] > 0
+    assert rows[0]["val"]["protocol"] == "torchssc" and 0 <= rows[0]["val"]["ssc_miou"] <= 1
     assert sorted(list_checkpoints(run)) == [1, 2]
     ck = load_checkpoint(run / "checkpoints" / "epoch_0002.pt")
     assert ck["config"] == saved and ck["epoch"] == 2 and ck["iteration"] == 4
@@ -136,6 +137,13 @@ def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch):
         assert key in ck
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    # --resume-from a given checkpoint redoes epoch 2 from the end of epoch 1, same result
+    epoch2 = load_checkpoint(run / "checkpoints" / "epoch_0002.pt")["model"]
+    code = cli_main(["train", str(run / "config.yaml"), "--resume-from", str(run / "checkpoints" / "epoch_0001.pt")])
+    assert code == 0
+    redone = load_checkpoint(run / "checkpoints" / "epoch_0002.pt")["model"]
+    assert all(torch.equal(epoch2[k], redone[k]) for k in epoch2)
+    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
     # a NaN through the CLI is a clean non-zero exit
     assert cli_main(["train", str(recipe), "run.name=cli_nan", "loss.kwargs.nan_at=1"]) == 1
     # unknown keys are refused before anything runs
