@@ -76,7 +76,6 @@ def test_weight_decay_only_on_conv_and_linear_weights():
 
 
 def test_poly_schedule_per_iteration_matches_formula():
-    p = nn.Parameter(torch.zeros(1))
     cfg = _cfg(optim={"lr": 0.05, "schedule": "poly", "poly_power": 0.9})
     opt = build_optimizer(cfg, nn.Linear(1, 1))
     sched = build_scheduler(cfg, opt, total_iters=7)
@@ -88,7 +87,6 @@ def test_poly_schedule_per_iteration_matches_formula():
     expected = [0.05 * (1 - it / 7) ** 0.9 for it in range(7)]
     np.testing.assert_allclose(seen, expected, rtol=1e-12)
     assert opt.param_groups[0]["lr"] == 0.0  # after the last iteration
-    del p
 
 
 def test_step_and_constant_schedules():
@@ -155,8 +153,8 @@ def test_val_fraction_holds_out_a_seeded_subset(tmp_path):
     train, val = split_train_val(cfg)
     assert len(val) == 2 and sorted(train + val) == ids and not set(train) & set(val)
     assert split_train_val(cfg) == (train, val)  # deterministic
-    cfg["train"]["seed"] = 6
-    assert split_train_val(cfg)[1] != val or True  # may coincide; the call itself must work
+    other = [split_train_val({**cfg, "train": {**cfg["train"], "seed": s}})[1] for s in range(6, 12)]
+    assert any(o != val for o in other)  # the held-out frames depend on the seed
     assert split_train_val(_cfg(data={"root": str(tmp_path)})) == ("train", None)
     assert split_train_val(_cfg(data={"root": str(tmp_path), "val_split": "test"})) == ("train", "test")
 
