@@ -405,6 +405,13 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         iteration = int(ckpt["iteration"])
+        if ckpt.get("iters_per_epoch", iters_per_epoch) != iters_per_epoch and info.is_main:
+            logger.warning(
+                "the checkpoint was written with %d iterations per epoch, this run has %d: epochs and the "
+                "schedule are counted in this run's iterations",
+                ckpt["iters_per_epoch"],
+                iters_per_epoch,
+            )
         rng = ckpt.get("rng") or []
         if len(rng) == world:
             set_rng_state(rng[info.rank])
