@@ -239,6 +239,20 @@ def test_torch_path_matches_numpy_path(protocol, monkeypatch):
         assert torch.equal(x, y)
 
 
+def test_chunked_cpu_pass_equals_one_pass(monkeypatch):
+    """The CPU path works in chunks of voxels; odd chunk sizes change nothing."""
+    pred, label, weight, mapping, vis = random_batch(8, pix=40)
+    kw = dict(label_weight=weight, mapping=mapping, visibility=vis)
+    whole = [SSCMetrics(p, no_pixel=40) for p in PROTOCOLS]
+    update_all(whole, pred, label, **kw)
+    monkeypatch.setattr(M, "_CHUNK", 7)
+    chunked = [SSCMetrics(p, no_pixel=40) for p in PROTOCOLS]
+    update_all(chunked, pred, label, **kw)
+    for a, b in zip(whole, chunked):
+        for x, y in zip(a.state_tensors(), b.state_tensors()):
+            assert same_state(x, y)
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_numpy_and_torch_inputs_agree(protocol):
     pred, label, weight, mapping, vis = random_batch(3, pix=40)

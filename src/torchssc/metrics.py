@@ -136,6 +136,7 @@ def protocol_masks(
 # (an absent input counts as 0), and one bincount over (scene, attribute, label + 1, pred) gives
 # every protocol's counts: label 255 wraps to 0 in uint8 arithmetic and is dropped afterwards.
 N_ATTR = 12  # 3 vis3 x 2 no-pixel x 2 weight
+_CHUNK = 1 << 17  # voxels per numpy pass (about one 60x36x60 scene): its temporaries stay in cache
 
 
 def _check_range(x: Any, hi: int, name: str, allowed: str, use_numpy: bool) -> None:
@@ -259,14 +260,18 @@ def _raw_histogram(
         return torch.zeros(b, N_ATTR, per_attr, dtype=torch.int64, device=prd.device)
     args = (extras.get("label_weight"), extras.get("mapping"), extras.get("visibility"))
     if _use_numpy(prd.device):
-        key = _keys_numpy(prd.numpy(), lab.numpy(), *(None if a is None else a.numpy() for a in args), int(no_pixel), c)
-        if b > 1:
-            key += (np.arange(b, dtype=np.int32) * (N_ATTR * per_attr))[:, None]
-        key_t = torch.from_numpy(key)
-    else:
-        key_t = _keys_torch(prd, lab, *args, int(no_pixel), c)
-        if b > 1:
-            key_t = key_t + (torch.arange(b, dtype=torch.int32, device=key_t.device) * (N_ATTR * per_attr))[:, None]
+        # scene by scene: a scene's temporaries stay in cache (a batch's would not)
+        arrays = [prd.numpy(), lab.numpy(), *(None if a is None else a.numpy() for a in args)]
+        hist = torch.zeros(b, N_ATTR * per_attr, dtype=torch.int64)
+        n = prd.shape[1]
+        for s in range(b):
+            for lo in range(0, n, _CHUNK):
+                part = slice(lo, lo + _CHUNK)
+                key = _keys_numpy(*(None if a is None else a[s, part] for a in arrays), int(no_pixel), c)
+                hist[s] += torch.bincount(torch.from_numpy(key), minlength=N_ATTR * per_attr)
+        return hist.reshape(b, N_ATTR, per_attr)
+    key_t = _keys_torch(prd, lab, *args, int(no_pixel), c)
+    key_t = key_t + (torch.arange(b, dtype=torch.int32, device=key_t.device) * (N_ATTR * per_attr))[:, None]
     return torch.bincount(key_t.reshape(-1), minlength=b * N_ATTR * per_attr).reshape(b, N_ATTR, per_attr)
 
 
