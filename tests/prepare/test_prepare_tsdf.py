@@ -144,7 +144,7 @@ def test_slab_view_boxes_are_conservative_and_tight(seed, ahead):
         np.testing.assert_array_equal(sign, np.select([state == 2, state == 3], [1.0, -1.0], 0.0))
     assert in_view.sum() > 0 and (~in_view).sum() > 0
     # the boxes hold every in-view voxel of their slab, and skip a good part of the grid
-    lin = _view_constraints(_projection_affine(pose, origin, intr, TINY_VOXEL), intr)
+    lin = _view_constraints(_projection_affine(pose, origin, intr, TINY_VOXEL), intr).tolist()
     covered = np.zeros(shape, dtype=bool)
     for a in range(shape[0]):
         box = _slab_view_box(lin, a, a + 1, shape[1], shape[2])

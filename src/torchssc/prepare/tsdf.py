@@ -31,6 +31,7 @@ How it is made fast without changing the result:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -212,15 +213,15 @@ def surface_voxels(
     return surface
 
 
-def _feasible_range(terms: np.ndarray, coef: np.ndarray, size: int) -> tuple[int, int]:
-    """Indices ``i`` in ``[0, size)`` where every ``terms[k] + coef[k] * i > 0`` may hold.
+def _feasible_range(terms, coefs, size: int) -> tuple[int, int]:
+    """Indices ``i`` in ``[0, size)`` where every ``terms[k] + coefs[k] * i > 0`` may hold.
 
     ``terms[k]`` is the largest value the other variables can contribute to constraint ``k``,
     so the result is a superset of the feasible indices; it is grown by one index on each side
     (far more than float rounding can move a boundary) and may be empty (``lo >= hi``).
     """
     lo, hi = 0.0, float(size - 1)
-    for term, c in zip(terms, coef):
+    for term, c in zip(terms, coefs):
         if c > 0:
             lo = max(lo, -term / c)
         elif c < 0:
@@ -229,7 +230,7 @@ def _feasible_range(terms: np.ndarray, coef: np.ndarray, size: int) -> tuple[int
             return 0, 0
     if lo > hi + 2.0:
         return 0, 0
-    return max(int(np.floor(lo)) - 1, 0), min(int(np.ceil(hi)) + 2, size)
+    return max(math.floor(lo) - 1, 0), min(math.ceil(hi) + 2, size)
 
 
 def _projection_affine(
@@ -270,22 +271,22 @@ def _view_constraints(affine: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
     return np.stack([num_z, num_u - num_z, w1 * num_z - num_u, num_v - num_z, h1 * num_z - num_v])
 
 
-def _slab_view_box(lin: np.ndarray, a0: int, a1: int, d1: int, d2: int) -> tuple[slice, slice] | None:
+def _slab_view_box(lin, a0: int, a1: int, d1: int, d2: int) -> tuple[slice, slice] | None:
     """Conservative (b, c) box of the voxels of slab ``a0 <= a < a1`` that can be in view.
 
     Args:
-        lin: ``(5, 4)`` constraints ``l0 + la a + lb b + lc c > 0`` that every in-view voxel
-            satisfies (``z > 0`` and the four image borders).
+        lin: 5 constraints ``(l0, la, lb, lc)``, ``l0 + la a + lb b + lc c > 0``, that every
+            in-view voxel satisfies (``z > 0`` and the four image borders).
     Returns:
         ``(b slice, c slice)`` or None when no voxel of the slab can be in view.
     """
-    l0, la, lb, lc = lin.T
-    a_best = np.maximum(la * a0, la * (a1 - 1))
-    b_lo, b_hi = _feasible_range(l0 + a_best + np.maximum(0.0, lc * (d2 - 1)), lb, d1)
+    a_best = [max(la * a0, la * (a1 - 1)) for _, la, _, _ in lin]
+    b_terms = [l0 + ab + max(0.0, lc * (d2 - 1)) for (l0, _, _, lc), ab in zip(lin, a_best)]
+    b_lo, b_hi = _feasible_range(b_terms, [lb for _, _, lb, _ in lin], d1)
     if b_lo >= b_hi:
         return None
-    b_best = np.maximum(lb * b_lo, lb * (b_hi - 1))
-    c_lo, c_hi = _feasible_range(l0 + a_best + b_best, lc, d2)
+    c_terms = [l0 + ab + max(lb * b_lo, lb * (b_hi - 1)) for (l0, _, lb, _), ab in zip(lin, a_best)]
+    c_lo, c_hi = _feasible_range(c_terms, [lc for _, _, _, lc in lin], d2)
     if c_lo >= c_hi:
         return None
     return slice(b_lo, b_hi), slice(c_lo, c_hi)
@@ -318,16 +319,18 @@ def _observe_grid(
     along_a = coef_a[:, :, 0] * np.arange(d0, dtype=np.float64)[None, :]  # (3, d0)
     # In-view voxels satisfy 5 linear inequalities in (a, b, c): z > 0, 1 < qu < W + 1 and
     # 1 < qv < H + 1 (times z). Each slab is processed only inside a conservative box of them.
-    lin = _view_constraints(affine, intrinsics)
+    lin = _view_constraints(affine, intrinsics).tolist()
 
     # Padded (H + 2, W + 2) tables: pixel code (0 border, 1 no valid depth, 2 valid depth) and
     # depth (NaN where not valid, so that comparisons with it are False).
-    depth64 = np.asarray(depth, dtype=np.float64)
-    valid = (depth64 >= MIN_DEPTH) & (depth64 <= MAX_DEPTH)
+    # float32 depth (as decoded from PNGs) is gathered as float32: exact in the float64 difference.
+    depth = np.asarray(depth)
+    depth = depth if depth.dtype in (np.float32, np.float64) else depth.astype(np.float64)
+    valid = (depth >= MIN_DEPTH) & (depth <= MAX_DEPTH)
     code_tab = np.zeros((height + 2, width + 2), dtype=np.uint8)
     code_tab[1:-1, 1:-1] = np.where(valid, STATE_FRONT, STATE_NO_DEPTH)
-    depth_tab = np.full((height + 2, width + 2), np.nan)
-    depth_tab[1:-1, 1:-1] = np.where(valid, depth64, np.nan)
+    depth_tab = np.full((height + 2, width + 2), np.nan, dtype=depth.dtype)
+    depth_tab[1:-1, 1:-1] = np.where(valid, depth, np.nan)
     code_tab, depth_tab = code_tab.ravel(), depth_tab.ravel()
     sign_tab = np.zeros(4, dtype=np.float32)
     sign_tab[STATE_FRONT], sign_tab[STATE_BEHIND] = 1.0, -1.0
@@ -356,12 +359,11 @@ def _observe_grid(
             pix *= width + 2
             pix += qu.astype(np.intp)
             code = np.take(code_tab, pix)
-            diff = np.take(depth_tab, pix)
-            diff -= z
+            diff = np.subtract(np.take(depth_tab, pix), z, dtype=np.float64)
             code += diff <= -SIGN_EPS  # observed and behind: 2 -> 3 (NaN compares False)
             target = (slice(a0, a1),) + box
             state[target] = code
-            sign[target] = np.take(sign_tab, code)
+            np.take(sign_tab, code, out=sign[target], mode="clip")  # codes are 0..3
     return state, sign
 
 
