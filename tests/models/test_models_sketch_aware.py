@@ -10,8 +10,8 @@ from torchssc.models import get_model, list_models
 from torchssc.models.ddr import Bottleneck3D, EncoderDecoder
 from torchssc.models.sketch_aware import ChunkedBatchNorm3d, SketchCVAE, count_parameters
 
-GRID = (12, 8, 12)
-IMAGE = (48, 64)
+GRID = (8, 4, 8)
+IMAGE = (32, 48)
 SMALL = dict(width=8, backbone="resnet18", stem_channels=4, latent_channels=4, cvae_hidden=4,
              num_samples=3)
 
@@ -148,8 +148,8 @@ def test_inference_outputs_and_seeded_determinism():
 def test_other_image_and_grid_sizes():
     model = _model().eval()
     with torch.no_grad():
-        out = model(_batch(b=1, grid=(8, 4, 16), image=(37, 50)))
-    assert out["semantic"].shape == (1, 12, 8, 4, 16)
+        out = model(_batch(b=1, grid=(4, 8, 12), image=(37, 50)))
+    assert out["semantic"].shape == (1, 12, 4, 8, 12)
 
 
 @pytest.mark.parametrize("batched", [True, False])
