@@ -70,7 +70,8 @@ class ChunkedBatchNorm3d(nn.BatchNorm3d):
             raise ValueError(f"batch {x.shape[0]} is not divisible into {g} chunks")
         c = x.shape[1]
         xg = x.reshape(g, x.shape[0] // g, c, -1)                     # (G, B, C, DHW)
-        var, mean = torch.var_mean(xg, dim=(1, 3), correction=0, keepdim=True)  # (G, 1, C, 1)
+        exact = xg if xg.dtype in (torch.float32, torch.float64) else xg.float()  # bf16: fp32 stats
+        var, mean = torch.var_mean(exact, dim=(1, 3), correction=0, keepdim=True)  # (G, 1, C, 1)
         scale = torch.rsqrt(var + self.eps)
         if self.weight is not None:
             scale = scale * self.weight.view(1, 1, c, 1)
@@ -86,7 +87,7 @@ class ChunkedBatchNorm3d(nn.BatchNorm3d):
                     self.running_mean.mul_(1 - m).add_(mean.view(g, c)[k].to(self.running_mean.dtype), alpha=m)
                     self.running_var.mul_(1 - m).add_(unbiased[k].to(self.running_var.dtype), alpha=m)
                 self.num_batches_tracked.add_(g)
-        return torch.addcmul(shift, xg, scale).view_as(x)
+        return torch.addcmul(shift.to(x.dtype), xg, scale.to(x.dtype)).view_as(x)
 
 
 def _cvae_body(cin: int, hidden: int, latent: int) -> nn.Sequential:
