@@ -95,7 +95,10 @@ def protocol_masks(
     visibility: torch.Tensor | None = None,
     no_pixel: int = NO_PIXEL_NYU,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The voxels a protocol scores.
+    """The voxels a protocol scores, as boolean masks: the readable definition of SPEC §7.
+
+    :class:`SSCMetrics` selects the same voxels through :func:`scene_histogram` (the tests check
+    that both agree); use this function to show or export a protocol's voxel sets.
 
     Args:
         protocol: one of :data:`PROTOCOLS`.
