@@ -420,7 +420,7 @@ def sketch_aware_ssc(
 @register_model("sketch_aware_ssc_lite")
 def sketch_aware_ssc_lite(
     *,
-    width: int = 16,
+    width: int = 8,
     num_classes: int = 12,
     backbone: str = "resnet18",
     backbone_weights: str | None = None,
@@ -430,14 +430,15 @@ def sketch_aware_ssc_lite(
     latent_channels: int = 8,
     num_samples: int = 2,
     cvae_hidden: int = 4,
-    stem_channels: int = 8,
+    stem_channels: int = 4,
     image_scale: float = 0.5,
     seed: int = 0,
     naive: bool = False,
 ) -> SketchAwareSSC:
-    """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 16,
-    stems 2->3->8->16, 8 latent channels, 2 samples per kind, trainable ResNet-18 truncated after
-    layer3 (random init) on RGB downscaled x2 (the lifting still samples in full-image pixels)."""
+    """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 8,
+    stems 1->3->4->8 / 2->3->4->8, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
+    ResNet-18 truncated after layer3 (random init) on RGB downscaled x2 (the lifting still
+    samples in full-image pixels). See docs/model.md for its measured step time."""
     return SketchAwareSSC(
         width=width, num_classes=num_classes, backbone=backbone,
         backbone_weights=backbone_weights, strict_weights=strict_weights,
