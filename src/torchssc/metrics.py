@@ -349,8 +349,9 @@ def update_all(
         num_classes=c,
     )
     hist_np = hist.cpu().numpy()
+    total = hist_np.sum(0)
     for m in metrics:
-        m._accumulate(hist_np)
+        m._accumulate(hist_np, total)
 
 
 def _selections(protocol: str, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -390,7 +391,8 @@ class SSCMetrics:
     * ``sc_confusion``: ``(2, 2) int64`` SC occupancy confusion summed over scenes
       (``[gt empty/occupied, pred empty/occupied]``).
     * ``scene_sums``: ``(3,) float64`` sums of per-scene SC precision, recall, IoU (``sscnet``).
-    * ``counts``: ``(4,) int64`` scenes, scenes with a defined SC IoU, SSC voxels, SC voxels.
+    * ``counts``: ``(4,) int64`` scenes, scenes with a defined SC IoU (``sscnet``; else 0), SSC
+      voxels, SC voxels.
 
     Args:
         protocol: one of :data:`PROTOCOLS`.
@@ -469,25 +471,28 @@ class SSCMetrics:
             [self], pred, label, label_weight=label_weight, mapping=mapping, visibility=visibility, no_pixel=no_pixel
         )
 
-    def _accumulate(self, hist: np.ndarray) -> None:
-        """Add a raw histogram ``(B, N_ATTR, (C + 1) * C)`` (numpy) under this protocol."""
-        b, c = hist.shape[0], self.num_classes
-        ssc = self._ssc_select @ hist  # (B, (C+1)*C): this protocol's SSC voxels, per scene
-        sc = (self._sc_select @ hist) @ self._sc_cells  # (B, 4): tn, fp, fn, tp per scene
+    def _accumulate(self, hist: np.ndarray, total: np.ndarray) -> None:
+        """Add a raw histogram ``(B, N_ATTR, (C + 1) * C)`` (numpy) under this protocol;
+        ``total`` is its sum over scenes (shared by the protocols of one :func:`update_all`)."""
+        c = self.num_classes
         confusion, sc_confusion, scene_sums, counts = self._np
-        confusion += ssc[:, c:].sum(0).reshape(c, c)  # label index 0 is 255
-        sc_confusion += sc.sum(0).reshape(2, 2)
-        tn, fp, fn, tp = sc.T
-        union = tp + fp + fn
+        ssc = (self._ssc_select @ total)[c:]  # ((C+1)*C,) -> drop label index 0 (255)
+        sc = (self._sc_select @ total) @ self._sc_cells  # (4,): tn, fp, fn, tp
+        confusion += ssc.reshape(c, c)
+        sc_confusion += sc.reshape(2, 2)
+        defined = 0  # scenes with a non-empty SC union (used by the per-scene mean)
         if _SC_PER_SCENE[self.protocol]:
             # MATLAB benchmark: precision 0 without a true positive, recall 0 without an
             # occupied ground-truth voxel; IoU undefined (left out of the mean) for an empty union.
+            tn, fp, fn, tp = ((self._sc_select @ hist) @ self._sc_cells).T  # (B,) each
+            union = tp + fp + fn
             tpf = tp.astype(np.float64)
             precision = np.where(tp > 0, tpf / np.maximum(tp + fp, 1), 0.0)
             recall = np.where(tp + fn > 0, tpf / np.maximum(tp + fn, 1), 0.0)
             iou = np.where(union > 0, tpf / np.maximum(union, 1), 0.0)
             scene_sums += [precision.sum(), recall.sum(), iou.sum()]
-        counts += [b, int(np.count_nonzero(union)), int(ssc[:, c:].sum()), int(sc.sum())]
+            defined = int(np.count_nonzero(union))
+        counts += [hist.shape[0], defined, int(ssc.sum()), int(sc.sum())]
 
     # ----------------------------------------------------------------------------------------
     def all_reduce(self) -> None:
