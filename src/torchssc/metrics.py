@@ -160,7 +160,7 @@ def _check_range(x: Any, hi: int, name: str, allowed: str, use_numpy: bool) -> N
 
 
 def _keys_numpy(prd, lab, weight, mapping, vis, no_pixel: int, c: int) -> np.ndarray:
-    """``(B, N) int32`` histogram keys (without the scene offset) from numpy arrays.
+    """``int32`` histogram keys (without the scene offset), same shape as the numpy inputs.
 
     Written for speed: uint8 work arrays, in-place doubling instead of shifts, no int64 temporaries.
     """
