@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     sub = argparse.ArgumentParser(prog=f"torchssc {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    args = sub.parse_intermixed_args(argv[1:])  # overrides may come before or after options
     return int(module.run(args) or 0)
 
 
