@@ -13,8 +13,9 @@
 3. SSCNet's input: loading a float16 ``TSDFFine/<id>.npz`` (as ``prepare --fine`` writes it)
    vs recomputing the fine flipped TSDF from the depth PNG (``prepare.tsdf.compute_tsdf``).
 
-All times are wall-clock seconds on whatever this machine is doing; the script prints the load
-average so that a reader can judge how shared the CPU was.
+Parts 2 and 3 report CPU seconds (``time.process_time``, best of a few runs); part 1 reports the
+median wall time and the median CPU seconds of the model's process. On a shared machine the wall
+time grows with the load; the script prints the load average so that a reader can judge.
 """
 
 from __future__ import annotations
@@ -73,12 +74,13 @@ def _model_child(name: str, iters: int, threads: int, queue) -> None:
     model = get_model(name).eval()
     batch = _full_batch(with_fine=(name == "sscnet"))
     before = _rss_mib()
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for i in range(iters + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = model(batch)["semantic"]
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     queue.put(
         {
@@ -87,6 +89,7 @@ def _model_child(name: str, iters: int, threads: int, queue) -> None:
             "shape": tuple(out.shape),
             "warmup_s": times[0],
             "median_s": statistics.median(times[1:]),
+            "cpu_s": statistics.median(cpu[1:]),
             "peak_mib": peak,
             "forward_mib": peak - before,
         }
@@ -104,8 +107,8 @@ def bench_models(models, iters: int, threads: int) -> list[dict]:
         proc.join()
         rows.append(row)
         print(
-            f"{name:11s} params {row['params']:>9,d} out {row['shape']} forward median {row['median_s']:.2f} s "
-            f"(warm-up {row['warmup_s']:.2f} s) peak RSS {row['peak_mib']:.0f} MiB, forward working set "
+            f"{name:11s} params {row['params']:>9,d} out {row['shape']} forward median {row['median_s']:.2f} s wall, "
+            f"{row['cpu_s']:.2f} s CPU (warm-up {row['warmup_s']:.2f} s wall) peak RSS {row['peak_mib']:.0f} MiB, forward working set "
             f"{row['forward_mib']:.0f} MiB",
             flush=True,
         )
@@ -113,11 +116,12 @@ def bench_models(models, iters: int, threads: int) -> list[dict]:
 
 
 def _best(fn, repeat: int = 3) -> float:
+    """Smallest CPU time (``time.process_time``, all threads of this process) over ``repeat`` calls."""
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best
 
 
@@ -131,7 +135,7 @@ def bench_projection() -> None:
     t_torch = _best(
         lambda: pixel_to_voxel_index(batch["depth"], batch["pose"], batch["origin"], batch["intrinsics"])
     )
-    print(f"pixel->voxel index (480x640): numpy geometry {t_np * 1e3:.0f} ms, torch {t_torch * 1e3:.0f} ms, ratio {t_np / t_torch:.2f}x")
+    print(f"pixel->voxel index (480x640, CPU time): numpy geometry {t_np * 1e3:.0f} ms, torch {t_torch * 1e3:.0f} ms, ratio {t_np / t_torch:.2f}x")
 
     index = pixel_to_voxel_index(batch["depth"], batch["pose"], batch["origin"], batch["intrinsics"])
     feats = torch.rand(1, 8, 480, 640, generator=torch.Generator().manual_seed(0))
@@ -148,7 +152,7 @@ def bench_projection() -> None:
     t_scatter = _best(lambda: scatter_max_to_grid(feats, index, FINE_SHAPE))
     ok = np.array_equal(naive(), scatter_max_to_grid(feats, index, FINE_SHAPE)[0].reshape(8, -1).numpy())
     print(
-        f"scatter-max 8x480x640 -> 8x240x144x240: np.maximum.at {t_naive:.2f} s, torch scatter_reduce "
+        f"scatter-max 8x480x640 -> 8x240x144x240 (CPU time): np.maximum.at {t_naive:.2f} s, torch scatter_reduce "
         f"{t_scatter:.2f} s, ratio {t_naive / t_scatter:.1f}x (identical: {ok})"
     )
 
@@ -177,7 +181,7 @@ def bench_fine_tsdf() -> None:
         t_comp = _best(recompute, repeat=2)
         err = float(np.abs(load() - fine).max())
     print(
-        f"fine flipped TSDF: load float16 npz ({size / 2**20:.2f} MiB on disk) {t_load * 1e3:.0f} ms vs recompute "
+        f"fine flipped TSDF (CPU time): load float16 npz ({size / 2**20:.2f} MiB on disk) {t_load * 1e3:.0f} ms vs recompute "
         f"from depth {t_comp * 1e3:.0f} ms, ratio {t_comp / t_load:.1f}x; float16 max abs error {err:.2e}"
     )
 
