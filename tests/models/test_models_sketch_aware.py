@@ -10,6 +10,15 @@ from torchssc.models import get_model, list_models
 from torchssc.models.ddr import Bottleneck3D, EncoderDecoder
 from torchssc.models.sketch_aware import ChunkedBatchNorm3d, SketchCVAE, count_parameters
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster (and steadier on a shared box); restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 GRID = (8, 4, 8)
 IMAGE = (32, 48)
 SMALL = dict(width=8, backbone="resnet18", stem_channels=4, latent_channels=4, cvae_hidden=4,

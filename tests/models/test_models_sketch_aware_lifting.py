@@ -8,6 +8,15 @@ import torch
 from torchssc.models.lifting import fill_unmapped, lift_features, lift_features_naive
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster (and steadier on a shared box); restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _bilinear_loop(feat, v, u, big_h, big_w):
     """align_corners=True bilinear value of feat (C, h, w) at output pixel (v, u), by hand."""
     c, h, w = feat.shape
@@ -47,6 +56,7 @@ def _random_mapping(b, grid, image_size, seed, frac=0.4):
     "grid, feat_hw, image_size",
     [((5, 3, 7), (3, 4), (48, 64)), ((4, 4, 4), (5, 7), (31, 45)), ((3, 5, 2), (1, 6), (17, 23))],
 )
+
 def test_lift_matches_loop_and_naive(grid, feat_hw, image_size):
     torch.manual_seed(0)
     b, c = 2, 5
