@@ -43,17 +43,19 @@ class PoseEstimate:
     yaw_confidence: float
 
 
-def _normals(points: np.ndarray, step: int) -> np.ndarray:
-    """Normals ``(h, w, 3)`` from an organised point grid by central differences (NaN if invalid)."""
-    p = points
-    dx = p[1:-1, 2:] - p[1:-1, :-2]
-    dy = p[2:, 1:-1] - p[:-2, 1:-1]
+def _normals(points: np.ndarray, reach: int = 3) -> np.ndarray:
+    """Normals ``(h, w, 3)`` of an organised point grid by central differences over ``±reach``
+    grid steps (NaN where undefined). A wide baseline keeps the Kinect's disparity quantisation,
+    which turns far surfaces into small fronto-parallel steps, out of the normals."""
+    r = reach
+    dx = points[r:-r, 2 * r:] - points[r:-r, : -2 * r]
+    dy = points[2 * r:, r:-r] - points[: -2 * r, r:-r]
     n = np.cross(dx, dy)
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = n / norm
-    out = np.full_like(p, np.nan)
-    out[1:-1, 1:-1] = n
+    out = np.full_like(points, np.nan)
+    out[r:-r, r:-r] = n
     return out
 
 
@@ -80,6 +82,29 @@ def _gravity_from_normals(normals: np.ndarray, max_tilt_deg: float) -> np.ndarra
         mean = normals[sel].mean(axis=0)
         up = mean / np.linalg.norm(mean)
     return up
+
+
+def _dominant_direction(theta: np.ndarray) -> tuple[float, float]:
+    """Dominant wall direction modulo 90° of normal angles ``theta`` (radians).
+
+    In the 4θ domain the four wall directions of a Manhattan room coincide. The mode of a
+    smoothed histogram of 4θ is taken (furniture rotated at other angles does not bias it the
+    way a plain mean would), then refined by the circular mean of the angles within ±20° of it.
+
+    Returns:
+        ``(yaw, confidence)``: yaw in (-45°, 45°] (radians) of the room axis nearest the
+        reference direction, and the share of the normals that support it.
+    """
+    phase = np.exp(4j * theta)
+    angles = np.angle(phase)  # in (-pi, pi]
+    bins = 72
+    hist = np.bincount(((angles + np.pi) / (2 * np.pi) * bins).astype(int) % bins, minlength=bins)
+    smooth = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
+    peak = (np.argmax(smooth) + 0.5) / bins * 2 * np.pi - np.pi
+    for _ in range(3):
+        near = np.abs(np.angle(phase * np.exp(-1j * peak))) < np.radians(20.0)
+        peak = float(np.angle(np.mean(phase[near])))
+    return peak / 4.0, float(np.mean(near))
 
 
 def _floor_plane(points, normals, up, *, inlier_m, iterations, min_points, seed):
@@ -117,6 +142,7 @@ def estimate_pose(
     inlier_m: float = 0.03,
     iterations: int = 300,
     min_floor_fraction: float = 0.005,
+    near_m: float = 3.0,
     seed: int = 0,
 ) -> PoseEstimate:
     """Estimate a gravity-aligned camera-to-world pose from one depth image.
@@ -129,6 +155,8 @@ def estimate_pose(
         iterations: RANSAC hypotheses.
         min_floor_fraction: a plane must hold this fraction of the sampled valid points to be
             taken as the floor.
+        near_m: room directions come from wall normals closer than this (m) when there are
+            enough of them (Kinect-like depth is noisier far away).
         seed: RANSAC random seed (the estimate is deterministic given it).
     Raises:
         ValueError: when no floor plane can be found (e.g. the floor is not visible).
@@ -136,10 +164,14 @@ def estimate_pose(
     depth = np.asarray(depth, dtype=np.float64)
     pts = backproject(depth, intrinsics)[::step, ::step]
     valid = pts[..., 2] > 0
-    normals = _normals(np.where(valid[..., None], pts, np.nan), step)
+    grid = np.where(valid[..., None], pts, np.nan)
+    normals = _normals(grid, reach=1)  # gravity and floor: fine detail (small horizontal surfaces)
+    wide = _normals(grid, reach=3)  # room directions: robust to depth quantisation
     ok = valid & np.isfinite(normals).all(axis=-1)
+    ok_wide = valid & np.isfinite(wide).all(axis=-1)
     p = pts[ok]
     n = normals[ok]
+    p_wide, n_wide = pts[ok_wide], wide[ok_wide]
     if len(p) < 100:
         raise ValueError(f"too few valid depth points ({len(p)}) to estimate a pose")
     n = np.where((np.sum(n * p, axis=1) > 0)[:, None], -n, n)  # orient towards the camera
@@ -153,7 +185,10 @@ def estimate_pose(
         up, height = refined, d
 
     # Room directions from vertical surfaces (normals nearly perpendicular to up).
-    vert = np.abs(n @ up) < np.sin(np.radians(15.0))
+    vert = np.abs(n_wide @ up) < np.sin(np.radians(15.0))
+    near = vert & (p_wide[:, 2] < near_m)  # disparity quantisation grows with depth squared
+    if near.sum() >= 50:
+        vert = near
     right = np.array([1.0, 0.0, 0.0])
     right_h = right - (right @ up) * up
     right_h /= np.linalg.norm(right_h)
@@ -161,12 +196,10 @@ def estimate_pose(
     yaw_conf = 0.0
     x_axis = right_h
     if vert.sum() >= 20:
-        wn = n[vert] - (n[vert] @ up)[:, None] * up
+        wn = n_wide[vert] - (n_wide[vert] @ up)[:, None] * up
         wn /= np.linalg.norm(wn, axis=1, keepdims=True)
         theta = np.arctan2(wn @ fwd_h, wn @ right_h)
-        mean4 = np.mean(np.exp(4j * theta))
-        yaw_conf = float(np.abs(mean4))
-        yaw = np.angle(mean4) / 4.0  # in (-45°, 45°]: room axis nearest the camera's right
+        yaw, yaw_conf = _dominant_direction(theta)
         x_axis = np.cos(yaw) * right_h + np.sin(yaw) * fwd_h
     y_axis = np.cross(up, x_axis)
     rot_world_from_cam = np.stack([x_axis, y_axis, up], axis=0)  # rows: world axes in camera
