@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(out / f"{args.name}.npy") as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, labels)
-        write_bytes_atomic(out / f"{args.name}_pose.txt",
-                           (np.array2string(pose, precision=6, separator=" ").replace("[", "").replace("]", "") + "\n").encode())
+        text = io.StringIO()
+        np.savetxt(text, pose, fmt="%.9g")  # 4x4 camera-to-world, readable by --pose
+        write_bytes_atomic(out / f"{args.name}_pose.txt", text.getvalue().encode())
         written += [out / f"{args.name}.npy", out / f"{args.name}_pose.txt"]
     viz_formats = [f for f in formats if f != "npy"]
     if viz_formats:
