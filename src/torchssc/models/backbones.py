@@ -226,9 +226,9 @@ def load_backbone_weights(
             report.ignored.append(key)
         else:
             kept[key] = value
-    result = backbone.load_state_dict(kept, strict=False)
-    report.missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    report.unexpected = list(result.unexpected_keys)
+    own = backbone.state_dict()
+    report.missing = [k for k in own if k not in kept and not k.endswith("num_batches_tracked")]
+    report.unexpected = [k for k in kept if k not in own]
     if not report.ok:
         message = (f"backbone weights {path}: {len(report.missing)} missing keys "
                    f"{report.missing[:8]}, {len(report.unexpected)} unexpected keys "
@@ -237,6 +237,8 @@ def load_backbone_weights(
             raise ValueError(message)
         log.warning(message)
         warnings.warn(message, stacklevel=2)
+    # Keys the file lacks keep the module's current values; every key is then loaded strictly.
+    backbone.load_state_dict({**own, **{k: v for k, v in kept.items() if k in own}}, strict=True)
     return report
 
 
