@@ -55,13 +55,14 @@ def make_data(out: Path, *, frames: int, test_fraction: float, seed: int, worker
     return root
 
 
-def most_frequent_class(dataset) -> int:
+def most_frequent_class(root: Path, ids: Sequence[str]) -> int:
     """The most frequent class 1..11 among training voxels with label_weight > 0."""
+    from torchssc.io.prepared import read_frame
+
     counts = np.zeros(256, dtype=np.int64)
-    for i in range(len(dataset)):
-        item = dataset[i]
-        label = item["label"].numpy()
-        counts += np.bincount(label[item["label_weight"].numpy() > 0].ravel(), minlength=256)
+    for frame_id in ids:
+        frame = read_frame(root, frame_id, rgb=False)  # labels only: no image decoding
+        counts += np.bincount(frame.label[frame.label_weight > 0].ravel(), minlength=256)
     return int(np.argmax(counts[1:12]) + 1)
 
 
@@ -137,7 +138,7 @@ def run_demo(
                                    out_dir=run_dir / "eval", save_dir=run_dir / "eval", progress=True)
     rows = [("SketchAwareSSC (lite)", r["protocol"], r["metrics"]) for r in records]
     test = build_dataset(cfg, "test")
-    common = most_frequent_class(build_dataset(cfg, "train"))
+    common = most_frequent_class(root, build_dataset(cfg, "train").ids)
     from torchssc.geometry import CLASS_NAMES
 
     for name, value in (("all empty", 0), (f"most frequent class ({CLASS_NAMES[common]})", common)):

@@ -38,7 +38,7 @@ from torchssc.engine.builders import build_dataset, build_model
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_checkpoint
 from torchssc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
 from torchssc.engine.sampler import loader_generator, shard_indices
-from torchssc.io.atomic import atomic_path, write_bytes_atomic
+from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, format_results, update_all
 
 logger = logging.getLogger("torchssc.eval")
@@ -170,12 +170,6 @@ def _no_pixel(batch: dict) -> int:
     return sizes.pop()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-
-
 @torch.no_grad()
 def score_model(
     model: nn.Module,
@@ -237,9 +231,9 @@ def score_model(
             pred_np = pred.cpu().numpy()
             sketch_np = None if sketch is None else sketch.argmax(1).to(torch.uint8).cpu().numpy()
             for i, frame_id in enumerate(batch["id"]):
-                _save_npy(Path(save_dir) / "results" / f"{frame_id}.npy", pred_np[i])
+                save_npy_atomic(Path(save_dir) / "results" / f"{frame_id}.npy", pred_np[i])
                 if sketch_np is not None:
-                    _save_npy(Path(save_dir) / "results_sketch" / f"{frame_id}.npy", sketch_np[i])
+                    save_npy_atomic(Path(save_dir) / "results_sketch" / f"{frame_id}.npy", sketch_np[i])
     for m in metrics.values():
         m.all_reduce()
     return metrics

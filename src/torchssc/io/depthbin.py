@@ -128,6 +128,29 @@ def encode_depth(depth_m: np.ndarray) -> np.ndarray:
     return (((mm << 3) | (mm >> 13)) & 0xFFFF).astype(np.uint16)
 
 
+def read_png16(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The raw values of a single-channel 16-bit PNG, ``(H, W) int64``.
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file when it is not a single-channel 16-bit
+        image or, with ``size`` = ``(H, W)``, has another size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such depth image")
+    with Image.open(path) as img:
+        if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+            raise ValueError(f"{path}: depth PNG must be 16-bit single channel, got mode {img.mode!r}")
+        raw = np.array(img).astype(np.int64)
+    if raw.ndim != 2:
+        raise ValueError(f"{path}: depth PNG must have one channel, got shape {raw.shape}")
+    if size is not None and raw.shape != tuple(size):
+        raise ValueError(f"{path}: depth image is {raw.shape[1]}x{raw.shape[0]}, expected {size[1]}x{size[0]}")
+    if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
+        raise ValueError(f"{path}: depth values outside 16 bits")
+    return raw
+
+
 def read_depth_png(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a rotated-millimetre depth PNG.
 
@@ -136,23 +159,9 @@ def read_depth_png(path: str | os.PathLike, size: tuple[int, int] | None = None)
     Returns:
         ``(H, W) float32`` metres, 0 = missing.
     Raises:
-        FileNotFoundError, or ValueError naming the file when it is not a single-channel 16-bit
-        image or has the wrong size.
+        as :func:`read_png16`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such depth image")
-    with Image.open(path) as img:
-        if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
-            raise ValueError(f"{path}: depth PNG must be 16-bit single channel, got mode {img.mode!r}")
-        raw = np.array(img)
-    if raw.ndim != 2:
-        raise ValueError(f"{path}: depth PNG must have one channel, got shape {raw.shape}")
-    if size is not None and raw.shape != tuple(size):
-        raise ValueError(f"{path}: depth image is {raw.shape[1]}x{raw.shape[0]}, expected {size[1]}x{size[0]}")
-    if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
-        raise ValueError(f"{path}: depth values outside 16 bits")
-    return decode_depth(raw)
+    return decode_depth(read_png16(path, size))
 
 
 def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:

@@ -114,18 +114,21 @@ def write_split(root: str | os.PathLike, split: str, ids: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Tolerant array readers
-def _load_npz(path: Path, key: str = "arr_0") -> np.ndarray:
+def _load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
+    """The arrays ``keys`` (default ``arr_0``) of one ``.npz``, opened once."""
+    keys = keys or ("arr_0",)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.keys() if k == key}
-            keys = list(data.keys())
+            found = list(data.keys())
+            arrays = {k: data[k] for k in keys if k in found}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: unreadable npz ({exc})") from None
-    if key not in arrays:
-        raise ValueError(f"{path}: has no array '{key}' (found {keys})")
-    return arrays[key]
+    for key in keys:
+        if key not in arrays:
+            raise ValueError(f"{path}: has no array '{key}' (found {found})")
+    return tuple(arrays[k] for k in keys)
 
 
 def _as_grid(arr: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
@@ -170,10 +173,11 @@ def read_frame(
         depth: also read the depth image (must exist).
     """
     p = frame_paths(root, frame_id)
-    tsdf = _as_grid(_load_npz(p["tsdf"], "arr_0"), LABEL_SHAPE, p["tsdf"]).astype(np.float32)
-    weight = _as_grid(_load_npz(p["tsdf"], "arr_1"), LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
-    mapping = _as_grid(_load_npz(p["mapping"]), (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
-    label = _as_grid(_load_npz(p["label"]), LABEL_SHAPE, p["label"])
+    tsdf, weight = _load_npz(p["tsdf"], "arr_0", "arr_1")
+    tsdf = _as_grid(tsdf, LABEL_SHAPE, p["tsdf"]).astype(np.float32)
+    weight = _as_grid(weight, LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
+    mapping = _as_grid(_load_npz(p["mapping"])[0], (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
+    label = _as_grid(_load_npz(p["label"])[0], LABEL_SHAPE, p["label"])
     if label.size and (label.min() < 0 or (label.max() > 11 and not np.all((label <= 11) | (label == 255)))):
         raise ValueError(f"{p['label']}: labels must be 0..11 or 255")
     label = label.astype(np.uint8)
@@ -189,11 +193,11 @@ def read_frame(
             frame.origin = meta["origin"].astype(np.float64).reshape(3)
             frame.intrinsics = meta["intrinsics"].astype(np.float64).ravel()
     if visibility:
-        frame.visibility = _as_grid(_load_npz(p["visibility"]), LABEL_SHAPE, p["visibility"]).astype(np.uint8)
+        frame.visibility = _as_grid(_load_npz(p["visibility"])[0], LABEL_SHAPE, p["visibility"]).astype(np.uint8)
     if depth:
         frame.depth = read_depth_png(p["depth"])
     if fine:
-        frame.tsdf_fine = _as_grid(_load_npz(p["tsdf_fine"]), FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
+        frame.tsdf_fine = _as_grid(_load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
     return frame
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from torchssc.geometry import LABEL_VOXEL, NYU_INTRINSICS, Intrinsics
-from torchssc.io.atomic import atomic_path, write_bytes_atomic
+from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "npy" in formats:
-        with atomic_path(out / f"{args.name}.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, labels)
+        save_npy_atomic(out / f"{args.name}.npy", labels)
         text = io.StringIO()
         np.savetxt(text, pose, fmt="%.9g")  # 4x4 camera-to-world, readable by --pose
         write_bytes_atomic(out / f"{args.name}_pose.txt", text.getvalue().encode())

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 
 from torchssc.data.dataset import normalize_rgb
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
-from torchssc.io.depthbin import decode_depth, read_bin
+from torchssc.io.depthbin import decode_depth, read_bin, read_png16
 from torchssc.io.prepared import read_rgb
 from torchssc.prepare.downsample import downsample_mean
 from torchssc.prepare.mapping import voxel_pixel_mapping
@@ -46,12 +45,7 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
     if path.suffix == ".npy":
         depth = np.load(path, allow_pickle=False).astype(np.float32)
     else:
-        with Image.open(path) as img:
-            if img.mode not in ("I;16", "I;16B", "I;16L", "I"):
-                raise ValueError(f"{path}: depth PNG must be 16-bit single channel, got mode {img.mode!r}")
-            raw = np.array(img).astype(np.int64)
-        if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
-            raise ValueError(f"{path}: depth values outside 16 bits")
+        raw = read_png16(path)
         if encoding == "auto":
             nonzero = raw[raw > 0]
             encoding = "sscnet" if nonzero.size and np.all(nonzero % 8 == 0) else "millimetres"
