@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def conv_bn_relu_3d(channels: list[int]) -> nn.Sequential:
@@ -129,6 +130,33 @@ def _up_bn_relu(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def dropout_pointwise(x: torch.Tensor, dropout: nn.Dropout3d, conv: nn.Conv3d) -> torch.Tensor:
+    """``conv(dropout(x))`` for a channel dropout followed by a 1x1x1 convolution, without the
+    dropped-out copy of ``x``.
+
+    Dropout3d multiplies each (frame, channel) plane by 0 or ``1 / (1 - p)``; a 1x1x1 conv is a
+    per-voxel matrix product, so the factor moves onto the weights: ``out[b] = (W * keep[b]) @
+    x[b] + bias``. Same maths (float products in another order) and the same random draws as
+    ``dropout(x)`` (the mask is drawn by ``F.dropout3d`` on a ``(B, C, 1, 1, 1)`` tensor, which
+    consumes the generator exactly as the full-size call does), but no ``(B, C, D, H, W)``
+    dropped-out volume is written or kept for the backward pass.
+
+    Args:
+        x: ``(B, C, D, H, W)``. dropout: the ``nn.Dropout3d``. conv: ``nn.Conv3d(C, O, 1)``.
+    Returns:
+        ``(B, O, D, H, W)``.
+    """
+    if not (dropout.training and dropout.p > 0):
+        return conv(x)
+    b, c = x.shape[:2]
+    keep = F.dropout3d(x.new_ones(b, c, 1, 1, 1), dropout.p, True)   # (B, C, 1, 1, 1): 0 or 1/(1-p)
+    weight = conv.weight.flatten(1).unsqueeze(0) * keep.view(b, 1, c)  # (B, O, C)
+    out = torch.bmm(weight, x.reshape(b, c, -1))                      # (B, O, D*H*W)
+    if conv.bias is not None:
+        out = out + conv.bias.view(1, -1, 1)
+    return out.view(b, -1, *x.shape[2:])
+
+
 class EncoderDecoder(nn.Module):
     """The DDR encoder-decoder of both stages (SPEC §5.1).
 
@@ -157,10 +185,14 @@ class EncoderDecoder(nn.Module):
         self.up2 = _up_bn_relu(w, w)
         self.classifier = nn.Sequential(nn.Dropout3d(0.1), nn.Conv3d(w, num_classes, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        """``naive``: apply the classifier's dropout and 1x1x1 conv one after the other as the
+        original (else :func:`dropout_pointwise`: same maths, one volume less)."""
         if any(n % 4 for n in x.shape[2:]):
             raise ValueError(f"grid dimensions must be divisible by 4, got {tuple(x.shape[2:])}")
         f1 = self.layer1(x)                 # (B, w, D/2, H/2, W/2)
         f2 = self.layer2(f1)                # (B, 2w, D/4, H/4, W/4)
-        up = self.up1(f2) + f1              # (B, w, D/2, H/2, W/2)
-        return self.classifier(self.up2(up))  # (B, classes, D, H, W)
+        up = self.up2(self.up1(f2) + f1)    # (B, w, D, H, W)
+        if naive:
+            return self.classifier(up)      # (B, classes, D, H, W)
+        return dropout_pointwise(up, *self.classifier)

@@ -45,8 +45,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchssc.models.backbones import LoadReport, build_backbone
-from torchssc.models.ddr import EncoderDecoder, conv_bn_relu_3d
-from torchssc.models.lifting import fill_unmapped, lift_features, lift_features_naive
+from torchssc.models.ddr import EncoderDecoder, conv_bn_relu_3d, dropout_pointwise
+from torchssc.models.lifting import fill_unmapped, lift_and_fill, lift_features_naive
 from torchssc.models.registry import register_model
 
 
@@ -168,11 +168,16 @@ class SketchCVAE(nn.Module):
             for m in self.decoder:
                 if isinstance(m, ChunkedBatchNorm3d):
                     m.chunks = 1
-            return torch.cat([self.decoder[1:](conv_t(part, up.weight[latent:], None) + from_cond)
+            return torch.cat([self._tail(conv_t(part, up.weight[latent:], None) + from_cond)
                               for part in z.chunk(chunks, 0)])
         from_z = conv_t(z, up.weight[latent:], None)                    # (G*B, L, 2d, 2h, 2w)
         y = (from_z.view(chunks, *from_cond.shape) + from_cond).view(from_z.shape)
-        return self.decoder[1:](y)
+        return self._tail(y)
+
+    def _tail(self, y: torch.Tensor) -> torch.Tensor:
+        """The decoder after its first convolution, with the final dropout and 1x1x1 conv fused
+        (:func:`~torchssc.models.ddr.dropout_pointwise`): ``(N, L, d', h', w') -> (N, 2, D, H, W)``."""
+        return dropout_pointwise(self.decoder[1:-2](y), *self.decoder[-2:])
 
     def forward(
         self,
@@ -248,8 +253,8 @@ class SketchStage(nn.Module):
         self.stem = conv_bn_relu_3d([1, 3, stem_channels, width])
         self.net = EncoderDecoder(width, 2)
 
-    def forward(self, tsdf: torch.Tensor) -> torch.Tensor:
-        return self.net(self.stem(tsdf))
+    def forward(self, tsdf: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        return self.net(self.stem(tsdf), naive=naive)
 
 
 class SemanticStage(nn.Module):
@@ -272,11 +277,13 @@ class SemanticStage(nn.Module):
                 sketch_raw: torch.Tensor, sketch_prior: torch.Tensor, naive: bool = False,
                 ) -> torch.Tensor:
         grid = tuple(sketch_raw.shape[2:])
-        lift = lift_features_naive if naive else lift_features
-        volume = lift(self.reduce(features), mapping, grid, image_size)  # (B, width, D, H, W)
-        volume = fill_unmapped(volume)
+        reduced = self.reduce(features)                                   # (B, width, h, w)
+        if naive:
+            volume = fill_unmapped(lift_features_naive(reduced, mapping, grid, image_size))
+        else:
+            volume = lift_and_fill(reduced, mapping, grid, image_size)   # (B, width, D, H, W)
         volume = volume + self.embed_raw(sketch_raw) + self.embed_prior(sketch_prior)
-        return self.net(volume)
+        return self.net(volume, naive=naive)
 
 
 class SketchAwareSSC(nn.Module):
@@ -358,7 +365,7 @@ class SketchAwareSSC(nn.Module):
                              f"got {tuple(rgb.shape)}")
         image_size = (rgb.shape[2], rgb.shape[3])
 
-        sketch_raw = self.stage1(tsdf)                                    # (B, 2, D, H, W)
+        sketch_raw = self.stage1(tsdf, naive=self.naive)                  # (B, 2, D, H, W)
         sketch_bin = sketch_raw.detach().argmax(1, keepdim=True).to(sketch_raw.dtype)
         generator = None
         if not self.training:
