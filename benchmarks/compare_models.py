@@ -28,6 +28,7 @@ from torchssc.engine.compare import (
     DEFAULT_MODELS,
     PROTOCOLS,
     Budget,
+    add_overrides,
     check_root,
     compare_models,
     find_recipe,
@@ -50,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--workers", type=int, default=1, help="processes for generating/preparing data")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help="comma list of registered model names (sketch_aware_ssc allowed) or recipe paths")
+    parser.add_argument("--override", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="extra recipe override for one model (repeatable), e.g. "
+                             "sketch_aware_ssc:model.kwargs.backbone_weights=resnet50-imagenet.pth; "
+                             "budget keys are refused")
     parser.add_argument("--iters", type=int, default=100, help="training iterations per model")
     parser.add_argument("--batch", type=int, default=1, help="global batch per iteration")
     parser.add_argument("--lr", type=float, default=0.01, help="constant SGD learning rate for every model")
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed, sampler=args.sampler,
                     device=args.device, threads=args.threads)
     protocols = [p for p in args.protocols.split(",") if p]
-    specs = [find_recipe(m) for m in args.models.split(",") if m]
+    specs = add_overrides([find_recipe(m) for m in args.models.split(",") if m], args.override)
     print(f"{len(specs)} models, {args.iters} x batch {args.batch}, lr {args.lr:g}, seed {args.seed}; "
           f"{counts['train']} train / {counts['test']} test frames in {root}; device {args.device}, "
           f"{args.threads or 'default'} thread(s)", flush=True)

@@ -22,6 +22,7 @@ from torchssc.engine.compare import (
     PROTOCOLS,
     Budget,
     ModelSpec,
+    add_overrides,
     check_root,
     compare_models,
     find_recipe,
@@ -93,6 +94,14 @@ def test_recipes_of_the_default_models_and_budget_overrides(tmp_path):
         find_recipe("no_such_model")
     with pytest.raises(ValueError, match="iters"):
         Budget(iters=0, batch=1, lr=0.1)
+    # Per-model extras go before the budget; budget keys cannot be changed for one model.
+    paper = add_overrides(list(specs.values()), ["sketch_aware_ssc:model.kwargs.width=8"])[-1]
+    cfg = load_config(paper.recipe, [*paper.extra, *budget.overrides(tmp_path, tmp_path, "p")])
+    assert cfg["model"] == {"name": "sketch_aware_ssc", "kwargs": {"width": 8}}
+    for bad, match in (("sscnet:optim.lr=1", "equal budget"), ("nope:optim.momentum=0", "no model"),
+                       ("sscnet", "LABEL:key=value")):
+        with pytest.raises(ValueError, match=match):
+            add_overrides(list(specs.values()), [bad])
 
 
 def test_check_root_names_missing_folders(data, tmp_path):
@@ -129,7 +138,7 @@ def test_compare_tiny_models_with_a_failure_in_between(data, tmp_path):
         assert row["errors"] == {}
         assert row["params"] == row["params_total"] == 1 * width + 2 * width + width * 12 + 12  # conv, BN, head
         assert row["iteration"] == 1 and row["loss"] == tiny.LOSS and row["infer_frames"] == 3
-        assert row["train_cpu_s"] > 0 and row["infer_cpu_s"] > 0 and row["train_peak_mib"] > 0
+        assert row["train_cpu_s"] > 0 and row["infer_cpu_s"] > 0 and row["train_peak_mib"] > 0 and row["score_wall_s"] > 0
         assert set(row["metrics"]) == set(PROTOCOLS)
         for m in row["metrics"].values():
             for key in ("sc_iou", "ssc_miou", "sc_precision", "sc_recall"):
@@ -151,7 +160,7 @@ def test_compare_tiny_models_with_a_failure_in_between(data, tmp_path):
     assert "cmd --x" in text and table_markdown(rows) in text
     table = [line for line in table_markdown(rows).splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4 and all(line.count("|") == 14 for line in table)  # 13 columns
-    assert "| model | loss | params | train CPU s |" in table[0] and "`sscnet` SC IoU" in table[0]
+    assert "| model | loss | trainable params | train CPU s |" in table[0] and "`sscnet` SC IoU" in table[0]
     cells = [c.strip() for c in table[2].strip("|").split("|")]
     assert cells[0] == "`tiny_a`" and cells[2] == f"{rows[0]['params']:,}"
     for p, col in zip(PROTOCOLS, range(7, 13, 2)):

@@ -36,7 +36,7 @@ import queue as queue_module
 import resource
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -119,11 +119,36 @@ class ModelSpec:
     extra: tuple[str, ...] = ()
 
 
+def add_overrides(specs: Sequence[ModelSpec], items: Sequence[str]) -> list[ModelSpec]:
+    """Per-model recipe overrides ``LABEL:key=value`` (e.g.
+    ``sketch_aware_ssc:model.kwargs.backbone_weights=resnet50.pth``) appended to that spec's extras.
+
+    Raises:
+        ValueError: malformed item, unknown label, or a key the budget sets for every model
+            (it would be overridden again by the budget; change the budget instead).
+    """
+    fixed = {o.split("=", 1)[0] for o in Budget(iters=1, batch=1, lr=1.0).overrides(".", ".", "x")}
+    extra: dict[str, list[str]] = {s.label: list(s.extra) for s in specs}
+    for item in items:
+        label, sep, override = item.partition(":")
+        if not sep or "=" not in override:
+            raise ValueError(f"override {item!r}: expected LABEL:key=value, e.g. sscnet:model.kwargs.width=8")
+        if label not in extra:
+            raise ValueError(f"override {item!r}: no model labelled {label!r} (models: {', '.join(extra)})")
+        key = override.split("=", 1)[0].strip()
+        if key in fixed:
+            raise ValueError(f"override {item!r}: {key} is part of the equal budget, the same for every model")
+        extra[label].append(override)
+    return [replace(s, extra=tuple(extra[s.label])) for s in specs]
+
+
 def configs_dir() -> Path:
-    """``configs/`` of the current folder or of the torchssc source tree."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / "configs").is_dir():
-            return base / "configs"
+    """``configs/`` of the current folder (as a relative path) or of the torchssc source tree."""
+    if Path("configs").is_dir():
+        return Path("configs")
+    source = Path(__file__).resolve().parents[3] / "configs"
+    if source.is_dir():
+        return source
     raise FileNotFoundError("configs/ not found in the current folder or the torchssc source tree")
 
 
@@ -234,7 +259,7 @@ def train_and_score(recipe: str, overrides: Sequence[str], protocols: Sequence[s
 
     Returns:
         ``{"train_cpu_s", "train_wall_s", "train_peak_mib", "train_gpu_peak_mib" (cuda only),
-        "threads", "checkpoint", "iteration", "loss", "model", "frames_test",
+        "threads", "checkpoint", "iteration", "loss", "model", "frames_test", "score_wall_s",
         "metrics": {protocol: {sc_iou, ssc_miou, ...}}}`` (fractions in [0, 1], NaN = undefined).
     """
     import torch
@@ -257,8 +282,10 @@ def train_and_score(recipe: str, overrides: Sequence[str], protocols: Sequence[s
     if cuda:
         out["train_gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     run = Path(result["run_dir"])
+    wall0 = time.perf_counter()
     records = evaluate_checkpoints(cfg, [Path(result["checkpoint"])], protocols=list(protocols), split="test",
                                    out_dir=run / "eval", progress=False)
+    out["score_wall_s"] = time.perf_counter() - wall0
     out["metrics"] = {r["protocol"]: _metrics_record(r["metrics"]) for r in records}
     out["frames_test"] = records[0]["frames"] if records else 0
     return out
@@ -479,13 +506,13 @@ def _num(row: dict, key: str, fmt: str) -> str:
 
 
 def table_markdown(rows: Sequence[dict], protocols: Sequence[str] = PROTOCOLS) -> str:
-    """One markdown row per model: label, loss, trainable params, train CPU s, train peak MiB,
+    """One markdown row per model: label, loss, trainable parameters, train CPU s, train peak MiB,
     inference CPU s/frame, inference peak MiB, then SC IoU and SSC mIoU (%) per protocol.
 
     A failed step leaves its cells ``—`` and adds ``(failed)`` to the label; the messages follow
     the table as a list.
     """
-    head = ["model", "loss", "params", "train CPU s", "train peak MiB", "infer CPU s/frame", "infer peak MiB"]
+    head = ["model", "loss", "trainable params", "train CPU s", "train peak MiB", "infer CPU s/frame", "infer peak MiB"]
     for p in protocols:
         head += [f"`{p}` SC IoU", f"`{p}` mIoU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
