@@ -37,6 +37,7 @@ from torchssc.engine.compare import (
     table_markdown,
     write_outputs,
 )
+from torchssc.engine.evaluate import parse_protocols
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,11 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"{root}: prepared data folder does not exist (or give --make-data DIR)")
         root = make_data(args.make_data, frames=args.frames, seed=args.seed, test_fraction=args.test_fraction,
                          workers=args.workers)
-    counts = check_root(root)
-    budget = Budget(iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed, sampler=args.sampler,
-                    device=args.device, threads=args.threads)
-    protocols = [p for p in args.protocols.split(",") if p]
-    specs = add_overrides([find_recipe(m) for m in args.models.split(",") if m], args.override)
+    try:  # bad arguments fail here, before any model trains
+        counts = check_root(root)
+        budget = Budget(iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed, sampler=args.sampler,
+                        device=args.device, threads=args.threads)
+        protocols = parse_protocols(args.protocols)
+        specs = add_overrides([find_recipe(m) for m in args.models.split(",") if m], args.override)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"compare_models.py: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{len(specs)} models, {args.iters} x batch {args.batch}, lr {args.lr:g}, seed {args.seed}; "
           f"{counts['train']} train / {counts['test']} test frames in {root}; device {args.device}, "
           f"{args.threads or 'default'} thread(s)", flush=True)

@@ -86,7 +86,7 @@ class Budget:
     def overrides(self, root: str | os.PathLike, runs: str | os.PathLike, name: str) -> list[str]:
         """The ``key=value`` overrides applied to every recipe (the run goes to ``<runs>/<name>``)."""
         return [
-            f"data.root={Path(root)}",
+            f"data.root={json.dumps(str(Path(root)))}",  # quoted: any path is a YAML string
             "data.train_split=train",
             "data.val_split=null",
             "data.val_fraction=0.0",
@@ -104,8 +104,8 @@ class Budget:
             "optim.schedule=constant",
             f"eval.seed={self.seed}",
             "eval.batch_size=1",
-            f"run.dir={Path(runs)}",
-            f"run.name={name}",
+            f"run.dir={json.dumps(str(Path(runs)))}",
+            f"run.name={json.dumps(name)}",
         ]
 
 
