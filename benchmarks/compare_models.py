@@ -12,8 +12,8 @@ Usage (a small check; see docs/baselines.md for the real budget)::
     .venv/bin/python benchmarks/compare_models.py --make-data out/compare/data --frames 12 \\
         --out out/compare/small --iters 2 --batch 1 --infer-frames 1 --threads 1
 
-    .venv/bin/python benchmarks/compare_models.py --root out/compare/data/prepared --out out/compare/big \\
-        --iters 2000 --batch 2 --lr 0.01 --device cuda
+    .venv/bin/python benchmarks/compare_models.py --make-data out/compare/rooms60 --frames 60 \\
+        --out out/compare/big --iters <N> --batch <B> --lr 0.01 --infer-frames 3 --threads 1
 """
 
 from __future__ import annotations
@@ -79,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(sys.orig_argv if argv is None else [sys.executable, __file__, *argv])
     root = args.root
-    if root is None or not root.is_dir():
-        if args.make_data is None:
-            raise FileNotFoundError(f"{root}: prepared data folder does not exist (or give --make-data DIR)")
-        root = make_data(args.make_data, frames=args.frames, seed=args.seed, test_fraction=args.test_fraction,
-                         workers=args.workers)
     try:  # bad arguments fail here, before any model trains
+        if root is None or (not root.is_dir() and args.make_data is not None):
+            root = make_data(args.make_data, frames=args.frames, seed=args.seed, test_fraction=args.test_fraction,
+                             workers=args.workers)
         counts = check_root(root)
         budget = Budget(iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed, sampler=args.sampler,
                         device=args.device, threads=args.threads)

@@ -26,6 +26,7 @@ from torchssc.engine.compare import (
     check_root,
     compare_models,
     find_recipe,
+    make_data,
     run_context,
     run_step,
     table_markdown,
@@ -111,6 +112,14 @@ def test_check_root_names_missing_folders(data, tmp_path):
     assert check_root(data, required=("Visibility",)) == {"train": 3, "test": 2}
     with pytest.raises(FileNotFoundError, match="does not exist"):
         check_root(tmp_path / "nowhere")
+
+
+def test_make_data_prepares_what_every_model_needs(tmp_path):
+    root = make_data(tmp_path / "synth", frames=2, seed=0, test_fraction=0.5)
+    assert check_root(root) == {"train": 1, "test": 1}  # TSDFFine, Depth, Visibility, RGB present
+    assert make_data(tmp_path / "synth", frames=2) == root  # reused
+    with pytest.raises(ValueError, match="already holds 2 synthetic rooms"):
+        make_data(tmp_path / "synth", frames=3)
 
 
 def test_run_step_isolates_and_reports_failures():

@@ -215,7 +215,11 @@ def make_data(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fracti
     ``<out>/prepared`` with the fine TSDF (plus depth, visibility and RGB, which preparation always
     writes for synthetic rooms); resumable. Returns the prepared root.
 
+    An existing ``<out>/raw`` is reused as is (its seed and test fraction are not checked) when
+    it lists ``frames`` rooms.
+
     Raises:
+        ValueError: ``<out>/raw`` already lists another number of rooms.
         RuntimeError: a frame failed to prepare (the reason was logged).
     """
     from torchssc.prepare.runner import prepare_split
@@ -223,7 +227,13 @@ def make_data(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fracti
 
     out = Path(out)
     raw = out / "raw"
-    if not (raw / "test.txt").is_file():
+    if (raw / "test.txt").is_file():
+        listed = sum(len((raw / f"{s}.txt").read_text().split()) for s in ("train", "test")
+                     if (raw / f"{s}.txt").is_file())
+        if listed != frames:
+            raise ValueError(f"{raw} already holds {listed} synthetic rooms, not {frames}: use another folder "
+                             f"or --frames {listed}")
+    else:
         logger.info("generating %d synthetic rooms in %s", frames, raw)
         generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers)
     root = out / "prepared"
