@@ -282,3 +282,57 @@ def test_dropout_pointwise_equals_dropout_then_conv(training):
         torch.testing.assert_close(a, b)
     if training:  # some planes dropped: the draws really were used
         assert (ref_grads[0].flatten(2).abs().sum(2) == 0).any()
+
+
+def test_fast_training_step_equals_naive_step_gradients_and_bn_statistics():
+    """Training mode, dropout on, same seed: the fast path (sparse lift + fill, fused dropout +
+    1x1x1 conv, recomputed activations, shared CVAE condition) gives the naive path's outputs,
+    loss, parameter gradients and BatchNorm running statistics."""
+    from torchssc.losses import get_loss
+
+    results = []
+    for naive in (False, True):
+        model = _model(freeze_backbone=False)
+        model.naive = naive
+        model.cvae_batched = False
+        batch = _batch()
+        torch.manual_seed(123)
+        out = model(batch)
+        loss = get_loss("sketch_aware")(out, batch)["total"]
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results.append((out, loss.detach(), grads, model.state_dict()))
+    (fast, loss_f, grad_f, state_f), (naive, loss_n, grad_n, state_n) = results
+    for key in naive:
+        torch.testing.assert_close(fast[key], naive[key], atol=1e-5, rtol=1e-4, msg=key)
+    torch.testing.assert_close(loss_f, loss_n, atol=1e-6, rtol=1e-5)
+    for name in grad_n:  # float32 sums in another order: compare whole tensors (norms); the
+        # biases of convs followed by BatchNorm have a zero gradient in exact maths (~1e-7 here)
+        diff = float((grad_f[name] - grad_n[name]).norm())
+        assert diff <= 2e-3 * float(grad_n[name].norm()) + 1e-5, (name, diff)
+    for name in state_n:  # running means/variances updated once per step, not twice
+        torch.testing.assert_close(state_f[name], state_n[name], atol=1e-6, rtol=1e-5, msg=name)
+    tracked = [v for k, v in state_f.items() if k.endswith("stage1.stem.1.num_batches_tracked")]
+    assert tracked and int(tracked[0]) == 1
+
+
+def test_recompute_keeps_batchnorm_statistics_and_dropout_draws():
+    from torchssc.models.recompute import recompute
+
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Dropout3d(0.5))
+    twin = nn.Sequential(*(m for m in __import__("copy").deepcopy(block)))
+    x = torch.randn(3, 2, 4, 5, 3, requires_grad=True)
+    torch.manual_seed(1)
+    y = recompute(block, block, x)
+    y.pow(2).sum().backward()
+    torch.manual_seed(1)
+    x2 = x.detach().clone().requires_grad_(True)
+    y2 = twin(x2)
+    y2.pow(2).sum().backward()
+    torch.testing.assert_close(y, y2)
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(block[1].running_mean, twin[1].running_mean)
+    torch.testing.assert_close(block[1].running_var, twin[1].running_var)
+    assert int(block[1].num_batches_tracked) == int(twin[1].num_batches_tracked) == 1
+    assert block[1].momentum == 0.1

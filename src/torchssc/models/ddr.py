@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchssc.models.recompute import recompute
+
 
 def conv_bn_relu_3d(channels: list[int]) -> nn.Sequential:
     """Chain of ``3x3x3 conv (no bias, padding 1) + BatchNorm3d + ReLU`` for consecutive pairs.
@@ -28,6 +30,21 @@ def conv_bn_relu_3d(channels: list[int]) -> nn.Sequential:
         layers += [nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
                    nn.ReLU(inplace=True)]  # in place on the BN output: one volume less to keep
     return nn.Sequential(*layers)
+
+
+def conv_bn_relu_3d_lean(chain: nn.Sequential, x: torch.Tensor, *, keep_output: bool = True) -> torch.Tensor:
+    """``chain(x)`` for a :func:`conv_bn_relu_3d` chain, keeping fewer activations for backward.
+
+    Everything before the last convolution (cheap: few channels) is recomputed in the backward
+    pass, so only ``x`` and the last convolution's input are kept; with ``keep_output=False``
+    the last BatchNorm + ReLU are recomputed too (worth it when nothing downstream keeps the
+    output, e.g. a sum). Same maths and BatchNorm statistics (:mod:`torchssc.models.recompute`).
+    """
+    if len(chain) < 6:
+        return chain(x)
+    x = recompute(chain[:-3], chain, x)
+    x = chain[-3](x)
+    return chain[-2:](x) if keep_output else recompute(chain[-2:], chain, x)
 
 
 def _resize_branch(planes: int, pool: tuple[int, int, int]) -> nn.Sequential:
@@ -190,9 +207,14 @@ class EncoderDecoder(nn.Module):
         original (else :func:`dropout_pointwise`: same maths, one volume less)."""
         if any(n % 4 for n in x.shape[2:]):
             raise ValueError(f"grid dimensions must be divisible by 4, got {tuple(x.shape[2:])}")
-        f1 = self.layer1(x)                 # (B, w, D/2, H/2, W/2)
-        f2 = self.layer2(f1)                # (B, 2w, D/4, H/4, W/4)
-        up = self.up2(self.up1(f2) + f1)    # (B, w, D, H, W)
         if naive:
-            return self.classifier(up)      # (B, classes, D, H, W)
-        return dropout_pointwise(up, *self.classifier)
+            f1 = self.layer1(x)                                         # (B, w, D/2, H/2, W/2)
+            f2 = self.layer2(f1)                                        # (B, 2w, D/4, H/4, W/4)
+            return self.classifier(self.up2(self.up1(f2) + f1))         # (B, classes, D, H, W)
+        # fast path: same maths; the DDR layers (~5% of the FLOPs, most of the kept activations)
+        # and the full-size BN + ReLU + classifier are recomputed in the backward pass
+        f1 = recompute(self.layer1, self, x)
+        f2 = recompute(self.layer2, self, f1)
+        conv_t, norm, relu = self.up2
+        return recompute(lambda t: dropout_pointwise(relu(norm(t)), *self.classifier), self,
+                         conv_t(self.up1(f2) + f1))

@@ -45,8 +45,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchssc.models.backbones import LoadReport, build_backbone
-from torchssc.models.ddr import EncoderDecoder, conv_bn_relu_3d, dropout_pointwise
+from torchssc.models.ddr import EncoderDecoder, conv_bn_relu_3d, conv_bn_relu_3d_lean, dropout_pointwise
 from torchssc.models.lifting import fill_unmapped, lift_and_fill, lift_features_naive
+from torchssc.models.recompute import recompute
 from torchssc.models.registry import register_model
 
 
@@ -177,7 +178,7 @@ class SketchCVAE(nn.Module):
     def _tail(self, y: torch.Tensor) -> torch.Tensor:
         """The decoder after its first convolution, with the final dropout and 1x1x1 conv fused
         (:func:`~torchssc.models.ddr.dropout_pointwise`): ``(N, L, d', h', w') -> (N, 2, D, H, W)``."""
-        return dropout_pointwise(self.decoder[1:-2](y), *self.decoder[-2:])
+        return recompute(lambda t: dropout_pointwise(self.decoder[1:-2](t), *self.decoder[-2:]), self, y)
 
     def forward(
         self,
@@ -254,7 +255,8 @@ class SketchStage(nn.Module):
         self.net = EncoderDecoder(width, 2)
 
     def forward(self, tsdf: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        return self.net(self.stem(tsdf), naive=naive)
+        stem = self.stem(tsdf) if naive else conv_bn_relu_3d_lean(self.stem, tsdf)
+        return self.net(stem, naive=naive)
 
 
 class SemanticStage(nn.Module):
@@ -282,8 +284,11 @@ class SemanticStage(nn.Module):
             volume = fill_unmapped(lift_features_naive(reduced, mapping, grid, image_size))
         else:
             volume = lift_and_fill(reduced, mapping, grid, image_size)   # (B, width, D, H, W)
-        volume = volume + self.embed_raw(sketch_raw) + self.embed_prior(sketch_prior)
-        return self.net(volume, naive=naive)
+        if naive:
+            return self.net(volume + self.embed_raw(sketch_raw) + self.embed_prior(sketch_prior), naive=True)
+        volume = (volume + conv_bn_relu_3d_lean(self.embed_raw, sketch_raw, keep_output=False)
+                  + conv_bn_relu_3d_lean(self.embed_prior, sketch_prior, keep_output=False))
+        return self.net(volume)
 
 
 class SketchAwareSSC(nn.Module):
