@@ -7,9 +7,6 @@ selected voxels", ``n`` of them):
   "all_selected"`` (default, the paper's code) divides the summed loss by ``n``, ignored voxels
   included; ``"valid"`` divides by the number of selected voxels whose label is not 255 (the
   standard mean).
-  ``semantic_mask="all"`` scores the semantic term on every voxel instead (255 still ignored;
-  ``n`` = all voxels of the batch): the MonoScene-family training target, which also teaches the
-  network the observed free space that ``label_weight`` leaves out. The paper: ``"label_weight"``.
 * ``sketch_raw``, ``sketch_posterior``, ``sketch_prior``: 2-class cross-entropy of the stage-1,
   posterior and prior sketch logits against ``sketch_gt``, mean over the ``n`` voxels.
 * ``kl``: ``-0.5 * mean(1 + logvar - mean^2 - exp(logvar))`` over every latent element.
@@ -31,7 +28,6 @@ from torchssc.geometry import IGNORE_LABEL
 from torchssc.losses.registry import register_loss
 
 REDUCTIONS = ("all_selected", "valid")
-SEMANTIC_MASKS = ("label_weight", "all")
 
 
 def _selected_logits(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -54,7 +50,6 @@ class SketchAwareLoss(nn.Module):
         self,
         *,
         semantic_reduction: str = "all_selected",
-        semantic_mask: str = "label_weight",
         sketch_raw_weight: float = 1.0,
         sketch_posterior_weight: float = 1.0,
         sketch_prior_weight: float = 1.5,
@@ -65,10 +60,7 @@ class SketchAwareLoss(nn.Module):
         if semantic_reduction not in REDUCTIONS:
             raise ValueError(f"semantic_reduction must be one of {REDUCTIONS}, "
                              f"got {semantic_reduction!r}")
-        if semantic_mask not in SEMANTIC_MASKS:
-            raise ValueError(f"semantic_mask must be one of {SEMANTIC_MASKS}, got {semantic_mask!r}")
         self.semantic_reduction = semantic_reduction
-        self.semantic_mask = semantic_mask
         self.weights = {"semantic": 1.0, "sketch_raw": sketch_raw_weight,
                         "sketch_posterior": sketch_posterior_weight,
                         "sketch_prior": sketch_prior_weight, "kl": kl_weight}
@@ -95,17 +87,12 @@ class SketchAwareLoss(nn.Module):
         sketch = batch["sketch_gt"].reshape(-1).index_select(0, index).long()
 
         terms: dict[str, torch.Tensor] = {}
-        if self.semantic_mask == "all":
-            sem_logits = semantic.movedim(1, -1).reshape(-1, semantic.shape[1]).float()
-            sem_label = batch["label"].reshape(-1).long()
-        else:
-            sem_logits, sem_label = _selected_logits(semantic, index), label
-        ce = F.cross_entropy(sem_logits, sem_label, weight=self.class_weights,
+        ce = F.cross_entropy(_selected_logits(semantic, index), label, weight=self.class_weights,
                              ignore_index=IGNORE_LABEL, reduction="sum")
         if self.semantic_reduction == "all_selected":
-            denom = max(int(sem_label.numel()), 1)
+            denom = n
         else:
-            denom = max(int((sem_label != IGNORE_LABEL).sum()), 1)
+            denom = max(int((label != IGNORE_LABEL).sum()), 1)
         terms["semantic"] = ce / denom
         for key in ("sketch_raw", "sketch_posterior", "sketch_prior"):
             if key in outputs:
@@ -122,7 +109,6 @@ class SketchAwareLoss(nn.Module):
 def sketch_aware(
     *,
     semantic_reduction: str = "all_selected",
-    semantic_mask: str = "label_weight",
     sketch_raw_weight: float = 1.0,
     sketch_posterior_weight: float = 1.0,
     sketch_prior_weight: float = 1.5,
@@ -131,8 +117,7 @@ def sketch_aware(
 ) -> SketchAwareLoss:
     """The SketchAwareSSC loss of SPEC §5.3 (paper-faithful defaults); see :class:`SketchAwareLoss`."""
     return SketchAwareLoss(
-        semantic_reduction=semantic_reduction, semantic_mask=semantic_mask,
-        sketch_raw_weight=sketch_raw_weight,
+        semantic_reduction=semantic_reduction, sketch_raw_weight=sketch_raw_weight,
         sketch_posterior_weight=sketch_posterior_weight, sketch_prior_weight=sketch_prior_weight,
         kl_weight=kl_weight, class_weights=class_weights,
     )
