@@ -4,12 +4,18 @@ Measures, at full NYU size (RGB 480x640, grid 60x36x60), in the same run:
 
 * ``infer``: eval-mode forward, batch 1 (``torch.no_grad``);
 * ``train``: training step, batch 2: forward + ``sketch_aware`` loss + backward + SGD step;
-* ``lift``: the stage-2 2D->3D lifting alone (reduced feature map -> voxels, forward + backward);
+* ``lift``: the stage-2 2D->3D lifting and zero-fill alone (reduced feature map -> filled voxels,
+  forward + backward);
 * ``cvae``: the CVAE alone in training mode (all samples decoded, forward + backward);
 
-each for the fast path (``model.naive = False``: lifting sampled at the mapped pixels only,
-CVAE samples batched) and the naive path (``naive = True``: the original's full-resolution x16
-upsample + per-sample gather and per-sample CVAE loop). Same weights, same inputs.
+each for the fast path (``model.naive = False``, the defaults: lifting sampled at the mapped
+pixels with the zero-fill computed around them only, channel dropout fused into the 1x1x1
+classifiers, the DDR layers / stem fronts / full-size BatchNorm + ReLU recomputed in the
+backward pass instead of kept, the CVAE condition term shared by the samples) and the naive path
+(``naive = True``: the original's full-resolution x16 upsample + per-sample gather, dense 3x3x3
+fill, dropout then classifier, every activation kept, per-sample CVAE loop on the concatenated
+input). Same weights, same inputs (by default the real NYU sample frame's TSDF, mapping and
+labels, random RGB).
 
 Peak memory: every (measurement, path) runs in a **fresh process** (``multiprocessing`` spawn,
 no shell), which reads its own ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (Linux: KiB, the
@@ -33,15 +39,37 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
+from pathlib import Path
 
 GRID = (60, 36, 60)
 IMAGE = (480, 640)
 
 
-def _batch(b: int, mapped: int, seed: int):
+SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu_sample" / "NYU0001_0000.bin"
+
+
+def _batch(b: int, mapped: int, seed: int, frame: str | None = None):
+    """A batch of ``b`` frames: the real NYU frame's TSDF, mapping, labels, label_weight and
+    sketch when ``frame`` (a depthbin ``.bin``) is given, random RGB; else random everything with
+    ``mapped`` random voxels per frame seeing a pixel (scattered over the whole grid, so their
+    neighbourhoods cover most of it: a worst case for the sparse fill)."""
+    import numpy as np
     import torch
 
     g = torch.Generator().manual_seed(seed)
+    rgb = torch.randn(b, 3, *IMAGE, generator=g)
+    if frame:
+        from torchssc.prepare.pipeline import prepare_depthbin
+
+        f = prepare_depthbin(frame)
+
+        def rep(a, dtype):
+            return torch.as_tensor(np.asarray(a)).to(dtype).reshape(1, *GRID).repeat(b, 1, 1, 1)
+
+        return {"rgb": rgb, "tsdf": rep(f.tsdf, torch.float32).unsqueeze(1),
+                "mapping": rep(f.mapping, torch.int64).reshape(b, -1),
+                "sketch_gt": rep(f.sketch, torch.int64), "label": rep(f.label, torch.int64),
+                "label_weight": rep(f.label_weight, torch.float32)}
     n = GRID[0] * GRID[1] * GRID[2]
     hw = IMAGE[0] * IMAGE[1]
     mapping = torch.full((b, n), hw, dtype=torch.int64)
@@ -49,7 +77,7 @@ def _batch(b: int, mapped: int, seed: int):
         voxels = torch.randperm(n, generator=g)[:mapped]
         mapping[i, voxels] = torch.randint(0, hw, (mapped,), generator=g)
     return {
-        "rgb": torch.randn(b, 3, *IMAGE, generator=g),
+        "rgb": rgb,
         "tsdf": torch.randn(b, 1, *GRID, generator=g).clamp_(-1, 1),
         "mapping": mapping,
         "sketch_gt": torch.randint(0, 2, (b, *GRID), generator=g),
@@ -64,14 +92,14 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
 
     from torchssc.losses import get_loss
     from torchssc.models import get_model
-    from torchssc.models.lifting import lift_features, lift_features_naive
+    from torchssc.models.lifting import fill_unmapped, lift_and_fill, lift_features_naive
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = get_model(args.model)
     model.naive = naive
-    batch = _batch(1 if kind == "infer" else 2, args.mapped, seed=0)
+    batch = _batch(1 if kind == "infer" else 2, args.mapped, seed=0, frame=args.frame or None)
 
     if kind == "infer":
         model.eval()
@@ -94,7 +122,8 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
         width = model.stage2.reduce[0].out_channels
         h, w = IMAGE[0] // 16, IMAGE[1] // 16
         features = torch.randn(2, width, h, w, requires_grad=True)
-        lift = lift_features_naive if naive else lift_features
+        def lift(*a):
+            return fill_unmapped(lift_features_naive(*a)) if naive else lift_and_fill(*a)
 
         def call():
             out = lift(features, batch["mapping"], GRID, IMAGE)
@@ -144,11 +173,14 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2, help="measured calls per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls first")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--frame", default=str(SAMPLE) if SAMPLE.is_file() else "",
+                        help="real depthbin frame for TSDF/mapping/labels (default: the NYU sample "
+                             "beside the checkout; '' = random inputs)")
     parser.add_argument("--mapped", type=int, default=8000,
-                        help="voxels with a pixel per frame (NYU: a few thousand)")
+                        help="with random inputs: voxels with a pixel per frame, scattered at random")
     args = parser.parse_args()
     print(f"model={args.model} iters={args.iters} warmup={args.warmup} threads={args.threads or 'default'} "
-          f"mapped={args.mapped}; RGB {IMAGE[0]}x{IMAGE[1]}, grid {'x'.join(map(str, GRID))}; CPU only")
+          f"inputs={args.frame or f'random, mapped={args.mapped}'}; RGB {IMAGE[0]}x{IMAGE[1]}, grid {'x'.join(map(str, GRID))}; CPU only")
     print(f"{'kind':6s} {'path':6s} {'wall s':>9s} {'cpu s':>9s} {'peak MiB':>9s} {'step MiB':>9s}")
     for kind in args.kinds.split(","):
         res = {}

@@ -284,15 +284,16 @@ def test_dropout_pointwise_equals_dropout_then_conv(training):
         assert (ref_grads[0].flatten(2).abs().sum(2) == 0).any()
 
 
-def test_fast_training_step_equals_naive_step_gradients_and_bn_statistics():
+@pytest.mark.parametrize("recompute", [True, False])
+def test_fast_training_step_equals_naive_step_gradients_and_bn_statistics(recompute):
     """Training mode, dropout on, same seed: the fast path (sparse lift + fill, fused dropout +
-    1x1x1 conv, recomputed activations, shared CVAE condition) gives the naive path's outputs,
-    loss, parameter gradients and BatchNorm running statistics."""
+    1x1x1 conv, recomputed activations or not, shared CVAE condition) gives the naive path's
+    outputs, loss, parameter gradients and BatchNorm running statistics."""
     from torchssc.losses import get_loss
 
     results = []
     for naive in (False, True):
-        model = _model(freeze_backbone=False)
+        model = _model(freeze_backbone=False, recompute_activations=recompute)
         model.naive = naive
         model.cvae_batched = False
         batch = _batch()

@@ -32,15 +32,17 @@ def conv_bn_relu_3d(channels: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_bn_relu_3d_lean(chain: nn.Sequential, x: torch.Tensor, *, keep_output: bool = True) -> torch.Tensor:
+def conv_bn_relu_3d_lean(chain: nn.Sequential, x: torch.Tensor, *, keep_output: bool = True,
+                         enabled: bool = True) -> torch.Tensor:
     """``chain(x)`` for a :func:`conv_bn_relu_3d` chain, keeping fewer activations for backward.
 
     Everything before the last convolution (cheap: few channels) is recomputed in the backward
     pass, so only ``x`` and the last convolution's input are kept; with ``keep_output=False``
     the last BatchNorm + ReLU are recomputed too (worth it when nothing downstream keeps the
     output, e.g. a sum). Same maths and BatchNorm statistics (:mod:`torchssc.models.recompute`).
+    ``enabled=False``: a plain ``chain(x)``.
     """
-    if len(chain) < 6:
+    if len(chain) < 6 or not enabled:
         return chain(x)
     x = recompute(chain[:-3], chain, x)
     x = chain[-3](x)
@@ -202,9 +204,11 @@ class EncoderDecoder(nn.Module):
         self.up2 = _up_bn_relu(w, w)
         self.classifier = nn.Sequential(nn.Dropout3d(0.1), nn.Conv3d(w, num_classes, 1))
 
-    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        """``naive``: apply the classifier's dropout and 1x1x1 conv one after the other as the
-        original (else :func:`dropout_pointwise`: same maths, one volume less)."""
+    def forward(self, x: torch.Tensor, naive: bool = False, lean: bool = True) -> torch.Tensor:
+        """``naive``: the original's order of operations, every activation kept. Else the
+        classifier's dropout is fused into its 1x1x1 conv (:func:`dropout_pointwise`) and, with
+        ``lean`` (training), the DDR layers and the last BN + ReLU + classifier are recomputed
+        in the backward pass instead of kept: same maths either way."""
         if any(n % 4 for n in x.shape[2:]):
             raise ValueError(f"grid dimensions must be divisible by 4, got {tuple(x.shape[2:])}")
         if naive:
@@ -213,8 +217,8 @@ class EncoderDecoder(nn.Module):
             return self.classifier(self.up2(self.up1(f2) + f1))         # (B, classes, D, H, W)
         # fast path: same maths; the DDR layers (~5% of the FLOPs, most of the kept activations)
         # and the full-size BN + ReLU + classifier are recomputed in the backward pass
-        f1 = recompute(self.layer1, self, x)
-        f2 = recompute(self.layer2, self, f1)
+        f1 = recompute(self.layer1, self, x, enabled=lean)
+        f2 = recompute(self.layer2, self, f1, enabled=lean)
         conv_t, norm, relu = self.up2
         return recompute(lambda t: dropout_pointwise(relu(norm(t)), *self.classifier), self,
-                         conv_t(self.up1(f2) + f1))
+                         conv_t(self.up1(f2) + f1), enabled=lean)

@@ -57,17 +57,19 @@ def frozen_running_stats(owner: nn.Module) -> Iterator[None]:
                 counter.copy_(value)
 
 
-def recompute(fn: Callable[..., torch.Tensor], owner: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+def recompute(fn: Callable[..., torch.Tensor], owner: nn.Module, *inputs: torch.Tensor,
+              enabled: bool = True) -> torch.Tensor:
     """``fn(*inputs)``, keeping only ``inputs`` for the backward pass (see the module docstring).
 
     Args:
         fn: the computation (a module or a function of modules inside ``owner``).
         owner: the module whose BatchNorms ``fn`` uses (their running statistics are protected).
         inputs: tensors.
+        enabled: ``False`` = a plain call (for models small enough to keep everything).
     Returns:
         ``fn(*inputs)``, bit-identical to a plain call, with identical gradients.
     """
-    if not (owner.training and torch.is_grad_enabled()) or any(map(_is_synchronised, _norms(owner))):
+    if not (enabled and owner.training and torch.is_grad_enabled()) or any(map(_is_synchronised, _norms(owner))):
         return fn(*inputs)
     return checkpoint(fn, *inputs, use_reentrant=False,
                       context_fn=lambda: (nullcontext(), frozen_running_stats(owner)))

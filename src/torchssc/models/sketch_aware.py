@@ -12,9 +12,14 @@ Pipeline (B frames; grid ``(D, H, W)`` = ``(60, 36, 60)`` for NYU, any size divi
    grid through ``mapping`` (:mod:`torchssc.models.lifting`) -> zero-fill -> plus two sketch
    embeddings (of the raw and the prior sketch logits) -> encoder-decoder -> 12-class logits.
 
-Speed without changing the maths:
+Speed and memory without changing the maths:
 
-* lifting samples the reduced feature map at the mapped pixels only (no 128 x 480 x 640 tensor);
+* lifting samples the reduced feature map at the mapped pixels only (no 128 x 480 x 640 tensor)
+  and computes the zero-fill around the mapped voxels only (:func:`lift_and_fill`);
+* the classifiers' channel dropout is fused into their 1x1x1 convs (:func:`dropout_pointwise`);
+* in training, cheap-to-recompute activations (DDR layers, stem fronts, full-size BN + ReLU +
+  classifier, CVAE decoder tail) are recomputed in the backward pass instead of kept
+  (:mod:`torchssc.models.recompute`; BatchNorm running statistics unaffected);
 * the CVAE computes the condition half of its first decoder layer once instead of once per
   sample, and on CUDA decodes all samples in one batched call (``cvae_batched``; on CPU the
   per-sample loop measured faster); in training its BatchNorms normalise each sample's chunk
@@ -23,8 +28,9 @@ Speed without changing the maths:
   the original's per-sample loop;
 * stage 1 reuses its layer1 output for the decoder skip (the original did too).
 
-``naive=True`` selects the reference paths (full-resolution upsample + per-sample gather, looped
-CVAE samples) used by the tests and ``benchmarks/bench_model.py``.
+``naive=True`` selects the reference paths (full-resolution upsample + per-sample gather, dense
+fill, dropout then classifier, every activation kept, looped CVAE samples) used by the tests and
+``benchmarks/bench_model.py``.
 
 Determinism: inference draws the prior samples from a ``torch.Generator`` seeded with
 ``model.seed`` (or the ``seed`` argument of ``forward``) on every call; the same draws are shared
@@ -142,14 +148,15 @@ class SketchCVAE(nn.Module):
         )
 
     def _decode(self, cond: torch.Tensor, z: torch.Tensor, chunks: int, naive: bool = False,
-                batched: bool = True) -> torch.Tensor:
+                batched: bool = True, lean: bool = True) -> torch.Tensor:
         """Decode ``chunks`` stacked latents ``z (chunks*B, L, d, h, w)`` with one condition
         ``cond (B, L, d, h, w)`` -> logits ``(chunks*B, 2, D, H, W)``.
 
         The first layer is linear in its concatenated input, so (fast path) its condition half is
         computed once and broadcast over the chunks instead of once per sample: same maths, half
         the first layer's work. ``batched``: all chunks in one decoder call (else one call per
-        chunk, same maths). ``naive``: the original's ``decoder(cat([cond, z]))``.
+        chunk, same maths). ``naive``: the original's ``decoder(cat([cond, z]))``. ``lean``: the
+        decoder tail is recomputed in the backward pass (:meth:`_tail`).
         """
         for m in self.decoder:
             if isinstance(m, ChunkedBatchNorm3d):
@@ -169,16 +176,18 @@ class SketchCVAE(nn.Module):
             for m in self.decoder:
                 if isinstance(m, ChunkedBatchNorm3d):
                     m.chunks = 1
-            return torch.cat([self._tail(conv_t(part, up.weight[latent:], None) + from_cond)
+            return torch.cat([self._tail(conv_t(part, up.weight[latent:], None) + from_cond, lean)
                               for part in z.chunk(chunks, 0)])
         from_z = conv_t(z, up.weight[latent:], None)                    # (G*B, L, 2d, 2h, 2w)
         y = (from_z.view(chunks, *from_cond.shape) + from_cond).view(from_z.shape)
-        return self._tail(y)
+        return self._tail(y, lean)
 
-    def _tail(self, y: torch.Tensor) -> torch.Tensor:
+    def _tail(self, y: torch.Tensor, lean: bool = True) -> torch.Tensor:
         """The decoder after its first convolution, with the final dropout and 1x1x1 conv fused
-        (:func:`~torchssc.models.ddr.dropout_pointwise`): ``(N, L, d', h', w') -> (N, 2, D, H, W)``."""
-        return recompute(lambda t: dropout_pointwise(self.decoder[1:-2](t), *self.decoder[-2:]), self, y)
+        (:func:`~torchssc.models.ddr.dropout_pointwise`): ``(N, L, d', h', w') -> (N, 2, D, H, W)``;
+        with ``lean`` (training) recomputed in the backward pass instead of kept."""
+        return recompute(lambda t: dropout_pointwise(self.decoder[1:-2](t), *self.decoder[-2:]), self, y,
+                         enabled=lean)
 
     def forward(
         self,
@@ -189,6 +198,7 @@ class SketchCVAE(nn.Module):
         generator: torch.Generator | None = None,
         naive: bool = False,
         batched: bool | None = None,
+        lean: bool = True,
     ) -> dict[str, torch.Tensor]:
         """See the class docstring.
 
@@ -199,6 +209,7 @@ class SketchCVAE(nn.Module):
         ``noise`` (tests): ``{"eps": (S, B, L, d, h, w), "prior": (S, B, L, d, h, w)}`` replaces
         the random draws. ``generator``: used for the draws (inference passes a seeded one).
         ``naive``: decode sample by sample (the original's loop) instead of batched.
+        ``lean``: recompute the decoder tails in the backward pass (training; same maths).
         """
         b = sketch.shape[0]
         s = self.num_samples
@@ -239,7 +250,7 @@ class SketchCVAE(nn.Module):
             post_mean, prior_mean = torch.stack(post).mean(0), torch.stack(prior).mean(0)
         else:  # chunks in the same order, so BN running statistics match the loop
             z = torch.stack([z_post, z_prior], 1).reshape(2 * s * b, *latent_shape)
-            out = self._decode(cond, z, 2 * s, batched=batched)      # (2*S*B, 2, D, H, W)
+            out = self._decode(cond, z, 2 * s, batched=batched, lean=lean)  # (2*S*B, 2, D, H, W)
             out = out.view(s, 2, b, *out.shape[1:]).mean(0)          # (2, B, 2, D, H, W)
             post_mean, prior_mean = out[0], out[1]
         return {"sketch_prior": prior_mean, "sketch_posterior": post_mean,
@@ -254,9 +265,9 @@ class SketchStage(nn.Module):
         self.stem = conv_bn_relu_3d([1, 3, stem_channels, width])
         self.net = EncoderDecoder(width, 2)
 
-    def forward(self, tsdf: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        stem = self.stem(tsdf) if naive else conv_bn_relu_3d_lean(self.stem, tsdf)
-        return self.net(stem, naive=naive)
+    def forward(self, tsdf: torch.Tensor, naive: bool = False, lean: bool = True) -> torch.Tensor:
+        stem = self.stem(tsdf) if naive else conv_bn_relu_3d_lean(self.stem, tsdf, enabled=lean)
+        return self.net(stem, naive=naive, lean=lean)
 
 
 class SemanticStage(nn.Module):
@@ -277,7 +288,7 @@ class SemanticStage(nn.Module):
 
     def forward(self, features: torch.Tensor, mapping: torch.Tensor, image_size: tuple[int, int],
                 sketch_raw: torch.Tensor, sketch_prior: torch.Tensor, naive: bool = False,
-                ) -> torch.Tensor:
+                lean: bool = True) -> torch.Tensor:
         grid = tuple(sketch_raw.shape[2:])
         reduced = self.reduce(features)                                   # (B, width, h, w)
         if naive:
@@ -286,9 +297,9 @@ class SemanticStage(nn.Module):
             volume = lift_and_fill(reduced, mapping, grid, image_size)   # (B, width, D, H, W)
         if naive:
             return self.net(volume + self.embed_raw(sketch_raw) + self.embed_prior(sketch_prior), naive=True)
-        volume = (volume + conv_bn_relu_3d_lean(self.embed_raw, sketch_raw, keep_output=False)
-                  + conv_bn_relu_3d_lean(self.embed_prior, sketch_prior, keep_output=False))
-        return self.net(volume)
+        volume = (volume + conv_bn_relu_3d_lean(self.embed_raw, sketch_raw, keep_output=False, enabled=lean)
+                  + conv_bn_relu_3d_lean(self.embed_prior, sketch_prior, keep_output=False, enabled=lean))
+        return self.net(volume, lean=lean)
 
 
 class SketchAwareSSC(nn.Module):
@@ -305,6 +316,8 @@ class SketchAwareSSC(nn.Module):
         ``(B, 2, D, H, W)``, ``"latent_mean"`` and ``"latent_logvar"`` ``(B, L, D/4, H/4, W/4)``.
 
     Attributes: ``seed`` (int, the inference prior-sample seed), ``naive`` (reference paths),
+    ``recompute_activations`` (training keeps fewer activations and recomputes them in the
+    backward pass: same maths, less memory, some more time),
     ``cvae_batched`` (``None`` = decode the CVAE samples in one call on CUDA, one by one
     elsewhere; ``True``/``False`` force it), ``backbone_report``  (:class:`~torchssc.models.backbones.LoadReport` or None).
     """
@@ -326,6 +339,7 @@ class SketchAwareSSC(nn.Module):
         image_scale: float = 1.0,
         seed: int = 0,
         naive: bool = False,
+        recompute_activations: bool = True,
     ) -> None:
         super().__init__()
         if width < 4 or width % 4:
@@ -345,6 +359,7 @@ class SketchAwareSSC(nn.Module):
                                     num_classes=num_classes, stem_channels=stem_channels)
         self.seed = seed
         self.naive = naive
+        self.recompute_activations = recompute_activations
         self.cvae_batched: bool | None = None  # None: batched on CUDA, per sample elsewhere
 
     def train(self, mode: bool = True) -> "SketchAwareSSC":
@@ -370,14 +385,15 @@ class SketchAwareSSC(nn.Module):
                              f"got {tuple(rgb.shape)}")
         image_size = (rgb.shape[2], rgb.shape[3])
 
-        sketch_raw = self.stage1(tsdf, naive=self.naive)                  # (B, 2, D, H, W)
+        lean = self.recompute_activations
+        sketch_raw = self.stage1(tsdf, naive=self.naive, lean=lean)       # (B, 2, D, H, W)
         sketch_bin = sketch_raw.detach().argmax(1, keepdim=True).to(sketch_raw.dtype)
         generator = None
         if not self.training:
             generator = torch.Generator(device=tsdf.device)
             generator.manual_seed(self.seed if seed is None else seed)
         cvae = self.cvae(sketch_bin, batch.get("sketch_gt"), generator=generator,
-                         naive=self.naive, batched=self.cvae_batched)
+                         naive=self.naive, batched=self.cvae_batched, lean=lean)
 
         image = rgb
         if self.image_scale != 1:
@@ -385,7 +401,7 @@ class SketchAwareSSC(nn.Module):
                                   align_corners=False, antialias=True)
         features = self.backbone(image)                                   # (B, Cb, h, w)
         semantic = self.stage2(features, mapping, image_size, sketch_raw, cvae["sketch_prior"],
-                               naive=self.naive)
+                               naive=self.naive, lean=lean)
         return {"semantic": semantic, "sketch_raw": sketch_raw, **cvae}
 
 
@@ -411,6 +427,7 @@ def sketch_aware_ssc(
     image_scale: float = 1.0,
     seed: int = 0,
     naive: bool = False,
+    recompute_activations: bool = True,
 ) -> SketchAwareSSC:
     """The paper's SketchAwareSSC: width 128, 12 classes, frozen deep-stem dilated ResNet-50
     (BN in training mode as the original), 16 latent channels, 4 samples.
@@ -426,13 +443,14 @@ def sketch_aware_ssc(
         latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
         stem_channels=stem_channels,
         image_scale=image_scale, seed=seed, naive=naive,
+        recompute_activations=recompute_activations,
     )
 
 
 @register_model("sketch_aware_ssc_lite")
 def sketch_aware_ssc_lite(
     *,
-    width: int = 8,
+    width: int = 32,
     num_classes: int = 12,
     backbone: str = "resnet18",
     backbone_weights: str | None = None,
@@ -446,11 +464,13 @@ def sketch_aware_ssc_lite(
     image_scale: float = 0.5,
     seed: int = 0,
     naive: bool = False,
+    recompute_activations: bool = False,
 ) -> SketchAwareSSC:
-    """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 8,
-    stems 1->3->4->8 / 2->3->4->8, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
+    """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 32,
+    stems 1->3->4->32 / 2->3->4->32, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
     ResNet-18 truncated after layer3 (random init) on RGB downscaled x2 (the lifting still
-    samples in full-image pixels). See docs/model.md for its measured step time."""
+    samples in full-image pixels); activations are kept (small enough; recomputing them cost
+    ~15-20% of a step). See docs/model.md for its measured step time."""
     return SketchAwareSSC(
         width=width, num_classes=num_classes, backbone=backbone,
         backbone_weights=backbone_weights, strict_weights=strict_weights,
@@ -458,6 +478,7 @@ def sketch_aware_ssc_lite(
         latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
         stem_channels=stem_channels,
         image_scale=image_scale, seed=seed, naive=naive,
+        recompute_activations=recompute_activations,
     )
 
 
