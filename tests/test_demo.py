@@ -17,7 +17,7 @@ def test_demo_pipeline_tiny(tmp_path, capsys):
     rows = json.loads((out / "summary.json").read_text())
     methods = {r["method"].split(" (")[0] for r in rows}
     assert {"SketchAwareSSC", "all empty", "most frequent class"} <= methods
-    assert {r["protocol"] for r in rows} == {"torchssc", "all"}
+    assert {r["protocol"] for r in rows} == {"torchssc", "sscnet", "all"}
     empty = [r for r in rows if r["method"] == "all empty"]
     assert all(r["sc_iou"] == 0.0 and r["ssc_miou"] == 0.0 for r in empty)
     # One test room: its prediction, renders and viewer exist.
@@ -37,3 +37,25 @@ def test_demo_pipeline_tiny(tmp_path, capsys):
                  "model.kwargs.latent_channels=4"]) == 0
     assert (out / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     assert json.loads((out / "summary.json").read_text()) == rows
+
+
+def test_demo_refuses_rooms_of_another_size(tmp_path):
+    import pytest
+
+    from torchssc.demo import make_data
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "train.txt").write_text("0001\n0002\n")
+    (raw / "test.txt").write_text("0003\n")
+    with pytest.raises(ValueError, match="3 synthetic rooms, not 5"):
+        make_data(tmp_path, frames=5, test_fraction=0.2, seed=0, workers=1)
+
+
+def test_demo_command_reports_rooms_of_another_size(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "train.txt").write_text("0001\n")
+    (raw / "test.txt").write_text("0002\n")
+    assert main(["demo", "--out", str(tmp_path), "--frames", "60"]) == 2
+    assert "already holds 2 synthetic rooms, not 60" in capsys.readouterr().err

@@ -4,7 +4,7 @@ Everything runs on the CPU with no download: ``torchssc demo`` generates procedu
 raw depthbin format (:mod:`torchssc.synth`), prepares them exactly as NYU
 (:mod:`torchssc.prepare`), trains the small SketchAwareSSC recipe
 (``configs/sketch_aware_ssc_synth_cpu.yaml``), evaluates the last checkpoint on the held-out
-rooms under the ``torchssc`` and ``all`` protocols next to two trivial baselines scored by the
+rooms under the ``torchssc``, ``sscnet`` and ``all`` protocols next to two trivial baselines scored by the
 same code — *all empty* and *most frequent class* (every voxel gets the class that is most
 frequent among the occupied, weighted training voxels) — and renders ground truth next to
 prediction for a few test rooms. Every step is resumable: a second run reuses what exists.
@@ -24,7 +24,7 @@ from torchssc.io.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("torchssc", "all")
+PROTOCOLS = ("torchssc", "sscnet", "all")
 RECIPE = "sketch_aware_ssc_synth_cpu.yaml"
 
 
@@ -44,7 +44,13 @@ def make_data(out: Path, *, frames: int, test_fraction: float, seed: int, worker
     from torchssc.synth.generator import generate_dataset
 
     raw = out / "raw"
-    if not (raw / "test.txt").is_file():
+    if (raw / "test.txt").is_file():
+        listed = sum(len((raw / f"{split}.txt").read_text().split()) for split in ("train", "test")
+                     if (raw / f"{split}.txt").is_file())
+        if listed != frames:
+            raise ValueError(f"{raw} already holds {listed} synthetic rooms, not {frames}: "
+                             f"use another --out or --frames {listed}")
+    else:
         logger.info("generating %d synthetic rooms in %s", frames, raw)
         generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers, progress=True)
     root = out / "data"
@@ -76,7 +82,8 @@ def score_constant(dataset, value: int, protocols: Sequence[str]) -> dict[str, d
         pred = torch.full_like(item["label"], value)[None]
         for m in metrics.values():
             m.update(pred, item["label"][None], label_weight=item["label_weight"][None],
-                     mapping=item["mapping"][None])
+                     mapping=item["mapping"][None],
+                     visibility=item["visibility"][None] if "visibility" in item else None)
     return {p: m.compute() for p, m in metrics.items()}
 
 
@@ -137,7 +144,7 @@ def run_demo(
     records = evaluate_checkpoints(cfg, [last], protocols=list(PROTOCOLS), split="test",
                                    out_dir=run_dir / "eval", save_dir=run_dir / "eval", progress=True)
     rows = [("SketchAwareSSC (lite)", r["protocol"], r["metrics"]) for r in records]
-    test = build_dataset(cfg, "test")
+    test = build_dataset({**cfg, "data": {**cfg["data"], "visibility": "sscnet" in PROTOCOLS}}, "test")
     common = most_frequent_class(root, build_dataset(cfg, "train").ids)
     from torchssc.geometry import CLASS_NAMES
 

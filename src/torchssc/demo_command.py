@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 
@@ -23,8 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    result = run_demo(args.out, frames=args.frames, test_fraction=args.test_fraction, seed=args.seed,
-                      workers=args.workers, config=args.config, overrides=args.overrides, renders=args.renders)
+    try:
+        result = run_demo(args.out, frames=args.frames, test_fraction=args.test_fraction, seed=args.seed,
+                          workers=args.workers, config=args.config, overrides=args.overrides,
+                          renders=args.renders)
+    except (ValueError, FileNotFoundError) as exc:  # bad folder, recipe or override: one clear line
+        print(f"torchssc demo: error: {exc}", file=sys.stderr)
+        return 2
     print()
     print(result["table"])
     for path in result["renders"]:
