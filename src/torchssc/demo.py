@@ -39,26 +39,12 @@ def default_recipe() -> Path:
 
 
 def make_data(out: Path, *, frames: int, test_fraction: float, seed: int, workers: int) -> Path:
-    """Generate the synthetic raw rooms (once) and prepare both splits; returns the prepared root."""
-    from torchssc.prepare.runner import prepare_split
-    from torchssc.synth.generator import generate_dataset
+    """Generate the synthetic raw rooms (once) and prepare both splits into ``<out>/data``;
+    returns the prepared root (:func:`torchssc.synth.generator.generate_and_prepare`)."""
+    from torchssc.synth.generator import generate_and_prepare
 
-    raw = out / "raw"
-    if (raw / "test.txt").is_file():
-        listed = sum(len((raw / f"{split}.txt").read_text().split()) for split in ("train", "test")
-                     if (raw / f"{split}.txt").is_file())
-        if listed != frames:
-            raise ValueError(f"{raw} already holds {listed} synthetic rooms, not {frames}: "
-                             f"use another --out or --frames {listed}")
-    else:
-        logger.info("generating %d synthetic rooms in %s", frames, raw)
-        generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers, progress=True)
-    root = out / "data"
-    for split in ("train", "test"):
-        summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers)
-        if summary.failed:
-            raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): see the messages above")
-    return root
+    return generate_and_prepare(out, frames=frames, seed=seed, test_fraction=test_fraction,
+                                workers=workers, prepared="data")
 
 
 def most_frequent_class(root: Path, ids: Sequence[str]) -> int:

@@ -222,27 +222,10 @@ def make_data(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fracti
         ValueError: ``<out>/raw`` already lists another number of rooms.
         RuntimeError: a frame failed to prepare (the reason was logged).
     """
-    from torchssc.prepare.runner import prepare_split
-    from torchssc.synth.generator import generate_dataset
+    from torchssc.synth.generator import generate_and_prepare
 
-    out = Path(out)
-    raw = out / "raw"
-    if (raw / "test.txt").is_file():
-        listed = sum(len((raw / f"{s}.txt").read_text().split()) for s in ("train", "test")
-                     if (raw / f"{s}.txt").is_file())
-        if listed != frames:
-            raise ValueError(f"{raw} already holds {listed} synthetic rooms, not {frames}: use another folder "
-                             f"or --frames {listed}")
-    else:
-        logger.info("generating %d synthetic rooms in %s", frames, raw)
-        generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers)
-    root = out / "prepared"
-    for split in ("train", "test"):
-        summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers, fine=True, progress=False)
-        logger.info("%s", summary.line())
-        if summary.failed:
-            raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): {summary.line()}")
-    return root
+    return generate_and_prepare(out, frames=frames, seed=seed, test_fraction=test_fraction,
+                                workers=workers, fine=True, prepared="prepared", progress=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -565,25 +548,15 @@ def report_markdown(rows: Sequence[dict], context: dict) -> str:
     return "\n".join(text) + "\n" + table_markdown(rows, context["protocols"])
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN / inf -> None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
 def write_outputs(out: str | os.PathLike, rows: Sequence[dict], context: dict) -> tuple[Path, Path]:
     """Write ``<out>/compare.json`` (context + rows, NaN as null) and ``<out>/compare.md``
     atomically; returns both paths."""
+    from torchssc.engine.evaluate import json_ready
     from torchssc.io.atomic import write_bytes_atomic
 
     out = Path(out)
     json_path, md_path = out / "compare.json", out / "compare.md"
     payload = {"context": context, "rows": list(rows)}
-    write_bytes_atomic(json_path, (json.dumps(_json_ready(payload), indent=2, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(json_path, (json.dumps(json_ready(payload), indent=2, allow_nan=False) + "\n").encode())
     write_bytes_atomic(md_path, report_markdown(rows, context).encode())
     return json_path, md_path

@@ -240,14 +240,14 @@ def score_model(
 
 
 # ------------------------------------------------------------------------------------------
-def _json_ready(value: Any) -> Any:
-    """NaN -> None (strict JSON), recursively."""
-    if isinstance(value, float) and math.isnan(value):
+def json_ready(value: Any) -> Any:
+    """NaN / inf -> None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -262,7 +262,7 @@ def write_report(out_dir: str | Path, stem: str, record: dict) -> tuple[Path, Pa
     protocol = record["protocol"]
     base = out_dir / f"{stem}_{protocol}"
     json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
-    write_bytes_atomic(json_path, (json.dumps(_json_ready(record), indent=2, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(json_path, (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode())
     title = f"{stem} (epoch {record.get('epoch')}) on split '{record.get('split')}'"
     text = format_results(record["metrics"], title=title)
     text += f"\nCheckpoint `{record.get('checkpoint')}`, {record.get('frames')} frames, eval seed {record.get('seed')}.\n"

@@ -242,3 +242,37 @@ def generate_dataset(
     write_split(out, "test", [f"{i:04d}" for i in test])
     log.info("wrote %d train and %d test frames to %s", len(train), len(test), out)
     return {"train": train, "test": test}
+
+
+def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fraction: float = 0.2,
+                         workers: int = 1, fine: bool = False, prepared: str = "data",
+                         progress: bool = True) -> Path:
+    """Synthetic rooms ready to train on: generate ``frames`` rooms into ``<out>/raw`` (once; see
+    :func:`generate_dataset`) and prepare both splits into ``<out>/<prepared>`` exactly as NYU
+    (:func:`torchssc.prepare.runner.prepare_split`, resumable; ``fine`` adds the SSCNet TSDF).
+    Returns the prepared root.
+
+    Raises:
+        ValueError: ``<out>/raw`` already lists another number of rooms (it is never silently
+            reused for another request).
+        RuntimeError: a frame failed to prepare (the reason was reported).
+    """
+    from torchssc.prepare.runner import prepare_split  # prepare does not depend on synth
+
+    raw = Path(out) / "raw"
+    if (raw / "test.txt").is_file():
+        listed = sum(len((raw / f"{split}.txt").read_text().split()) for split in ("train", "test")
+                     if (raw / f"{split}.txt").is_file())
+        if listed != frames:
+            raise ValueError(f"{raw} already holds {listed} synthetic rooms, not {frames}: "
+                             f"use another folder or {listed} frames")
+    else:
+        log.info("generating %d synthetic rooms in %s", frames, raw)
+        generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers, progress=progress)
+    root = Path(out) / prepared
+    for split in ("train", "test"):
+        summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers, fine=fine,
+                                progress=progress)
+        if summary.failed:
+            raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): {summary.line()}")
+    return root
