@@ -133,7 +133,7 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
         sketch = batch["sketch_gt"].unsqueeze(1).float()
 
         def call():
-            out = cvae(sketch, batch["sketch_gt"], naive=naive)
+            out = cvae(sketch, batch["sketch_gt"], naive=naive, lean=model.recompute_activations)
             (out["sketch_prior"].sum() + out["sketch_posterior"].sum()
              + out["latent_mean"].sum()).backward()
     else:
