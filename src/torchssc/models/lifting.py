@@ -15,6 +15,8 @@ align_corners=True bilinear, for output row ``v`` of ``H`` from an input of ``h`
 
 :func:`fill_unmapped` is the original's "3D init": where a voxel's feature is exactly 0 (per
 channel element), add the 3x3x3 average of its neighbours (zero padding counted, divisor 27).
+:func:`lift_and_fill` (the model's fast path) computes ``fill_unmapped(lift_features(...))``
+on the mapped voxels and their neighbourhoods only, since the lifted volume is zero elsewhere.
 """
 
 from __future__ import annotations

@@ -293,10 +293,8 @@ class SemanticStage(nn.Module):
         reduced = self.reduce(features)                                   # (B, width, h, w)
         if naive:
             volume = fill_unmapped(lift_features_naive(reduced, mapping, grid, image_size))
-        else:
-            volume = lift_and_fill(reduced, mapping, grid, image_size)   # (B, width, D, H, W)
-        if naive:
             return self.net(volume + self.embed_raw(sketch_raw) + self.embed_prior(sketch_prior), naive=True)
+        volume = lift_and_fill(reduced, mapping, grid, image_size)       # (B, width, D, H, W)
         volume = (volume + conv_bn_relu_3d_lean(self.embed_raw, sketch_raw, keep_output=False, enabled=lean)
                   + conv_bn_relu_3d_lean(self.embed_prior, sketch_prior, keep_output=False, enabled=lean))
         return self.net(volume, lean=lean)
