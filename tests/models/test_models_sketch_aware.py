@@ -1,5 +1,6 @@
 """SketchAwareSSC: parameter counts, shapes, gradients, determinism, fast == naive paths."""
 
+import copy
 import io
 
 import pytest
@@ -322,7 +323,7 @@ def test_recompute_keeps_batchnorm_statistics_and_dropout_draws():
 
     torch.manual_seed(0)
     block = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Dropout3d(0.5))
-    twin = nn.Sequential(*(m for m in __import__("copy").deepcopy(block)))
+    twin = copy.deepcopy(block)
     x = torch.randn(3, 2, 4, 5, 3, requires_grad=True)
     torch.manual_seed(1)
     y = recompute(block, block, x)
