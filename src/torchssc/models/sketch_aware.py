@@ -409,75 +409,34 @@ def count_parameters(module: nn.Module, *, trainable: bool = True) -> int:
 
 
 @register_model("sketch_aware_ssc")
-def sketch_aware_ssc(
-    *,
-    width: int = 128,
-    num_classes: int = 12,
-    backbone: str = "resnet50_deepstem",
-    backbone_weights: str | None = None,
-    strict_weights: bool = False,
-    freeze_backbone: bool = True,
-    backbone_bn_train: bool = True,
-    latent_channels: int = 16,
-    num_samples: int = 4,
-    cvae_hidden: int = 16,
-    stem_channels: int = 64,
-    image_scale: float = 1.0,
-    seed: int = 0,
-    naive: bool = False,
-    recompute_activations: bool = True,
-) -> SketchAwareSSC:
-    """The paper's SketchAwareSSC: width 128, 12 classes, frozen deep-stem dilated ResNet-50
-    (BN in training mode as the original), 16 latent channels, 4 samples.
+def sketch_aware_ssc(**kwargs: Any) -> SketchAwareSSC:
+    """The paper's SketchAwareSSC (the :class:`SketchAwareSSC` defaults): width 128, 12 classes,
+    frozen deep-stem dilated ResNet-50 (BN in training mode as the original), 16 latent
+    channels, 4 samples, activations recomputed in training.
 
     4,391,350 trainable parameters at the defaults (backbone 23,631,808, frozen).
     ``backbone_weights``: path to ``resnet50-imagenet.pth`` (or, with ``backbone="resnet50"``,
     a torchvision state-dict file or weights name); see :mod:`torchssc.models.backbones`.
+    Keyword arguments: those of :class:`SketchAwareSSC`.
     """
-    return SketchAwareSSC(
-        width=width, num_classes=num_classes, backbone=backbone,
-        backbone_weights=backbone_weights, strict_weights=strict_weights,
-        freeze_backbone=freeze_backbone, backbone_bn_train=backbone_bn_train,
-        latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
-        stem_channels=stem_channels,
-        image_scale=image_scale, seed=seed, naive=naive,
-        recompute_activations=recompute_activations,
-    )
+    return SketchAwareSSC(**kwargs)
+
+
+LITE_DEFAULTS: dict[str, Any] = dict(
+    width=32, backbone="resnet18", freeze_backbone=False, latent_channels=8, num_samples=2,
+    cvae_hidden=4, stem_channels=4, image_scale=0.5, recompute_activations=False,
+)
 
 
 @register_model("sketch_aware_ssc_lite")
-def sketch_aware_ssc_lite(
-    *,
-    width: int = 32,
-    num_classes: int = 12,
-    backbone: str = "resnet18",
-    backbone_weights: str | None = None,
-    strict_weights: bool = False,
-    freeze_backbone: bool = False,
-    backbone_bn_train: bool = True,
-    latent_channels: int = 8,
-    num_samples: int = 2,
-    cvae_hidden: int = 4,
-    stem_channels: int = 4,
-    image_scale: float = 0.5,
-    seed: int = 0,
-    naive: bool = False,
-    recompute_activations: bool = False,
-) -> SketchAwareSSC:
+def sketch_aware_ssc_lite(**kwargs: Any) -> SketchAwareSSC:
     """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 32,
     stems 1->3->4->32 / 2->3->4->32, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
     ResNet-18 truncated after layer3 (random init) on RGB downscaled x2 (the lifting still
     samples in full-image pixels); activations are kept (small enough; recomputing them cost
-    ~15-20% of a step). See docs/model.md for its measured step time."""
-    return SketchAwareSSC(
-        width=width, num_classes=num_classes, backbone=backbone,
-        backbone_weights=backbone_weights, strict_weights=strict_weights,
-        freeze_backbone=freeze_backbone, backbone_bn_train=backbone_bn_train,
-        latent_channels=latent_channels, num_samples=num_samples, cvae_hidden=cvae_hidden,
-        stem_channels=stem_channels,
-        image_scale=image_scale, seed=seed, naive=naive,
-        recompute_activations=recompute_activations,
-    )
+    ~15-20% of a step). ``LITE_DEFAULTS``, overridable by any :class:`SketchAwareSSC` keyword.
+    See docs/model.md for its measured step time."""
+    return SketchAwareSSC(**{**LITE_DEFAULTS, **kwargs})
 
 
 __all__ = [
