@@ -1,0 +1,194 @@
+"""How robust is the demo's result? The demo recipe trained under several seeds (and variants).
+
+``torchssc demo`` trains one model and compares it with the trivial baselines. Whether its SC
+IoU beats "everything occupied" under the ``torchssc`` protocol depends on the run (README,
+docs/model.md). This script measures that: it trains the recipe once per (variant, seed), each
+in a fresh spawn process (several at once with ``--parallel``: one GPU holds many of these small
+runs), and scores the last checkpoint on the test rooms under ``torchssc`` and ``sscnet`` with
+two decodings of the same 12-class probabilities:
+
+* ``argmax`` — the protocols' rule (SPEC §7): the most probable of the 12 classes;
+* ``occupancy`` — a diagnostic, not a protocol: empty where P(empty) >= 0.5, else the most
+  probable of classes 1..11. It separates "the model does not know the hidden free space" from
+  "the occupied probability is split over several classes, so empty wins the argmax".
+
+Each row is printed as a JSON line when its run ends and appended to ``<out>/seeds.jsonl``; the
+summary table (per variant: SC IoU per seed, how many beat the all-occupied baseline) goes to
+``<out>/seeds.md``. The baseline is scored by the same code.
+
+Usage (data from ``torchssc demo`` or :func:`torchssc.synth.generator.generate_and_prepare`)::
+
+    .venv/bin/python benchmarks/demo_seeds.py --root demo/data --out out/seeds --seeds 0,1,2 \\
+        --variant base= --variant valid=loss.kwargs.semantic_reduction=valid
+    # on a GPU machine: --device cuda --parallel 8 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "sketch_aware_ssc_synth_cpu.yaml"
+PROTOCOLS = ("torchssc", "sscnet")
+DECODINGS = ("argmax", "occupancy")
+KEYS = ("sc_precision", "sc_recall", "sc_iou", "ssc_miou")
+
+
+def decode(prob, how: str):
+    """``(B, 12, D, H, W)`` probabilities -> ``(B, D, H, W)`` labels."""
+    import torch
+
+    if how == "argmax":
+        return prob.argmax(1)
+    return torch.where(prob[:, 0] >= 0.5, 0, prob[:, 1:].argmax(1) + 1)
+
+
+def score(cfg: dict, checkpoint: Path, device: str, constant: int | None = None) -> dict:
+    """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split;
+    ``constant``: score that label everywhere instead of the model (``{"<protocol>": [...]}``)."""
+    import copy
+
+    import torch
+
+    from torchssc.engine.builders import build_dataset, build_model
+    from torchssc.engine.checkpoint import load_checkpoint
+    from torchssc.metrics import SSCMetrics
+
+    cfg = copy.deepcopy(cfg)
+    cfg["data"]["visibility"] = True
+    dataset = build_dataset(cfg, "test")
+    model = None
+    if constant is None:
+        model = build_model(cfg).to(device)
+        model.load_state_dict(load_checkpoint(checkpoint, map_location="cpu")["model"])
+        model.eval()
+    ways = ("constant",) if constant is not None else DECODINGS
+    metrics = {(w, p): SSCMetrics(p) for w in ways for p in PROTOCOLS}
+    torch.manual_seed(int(cfg["eval"]["seed"]))
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            label = item["label"][None]
+            preds = {"constant": torch.full_like(label, constant)} if constant is not None else None
+            if preds is None:
+                batch = {k: (v[None].to(device) if torch.is_tensor(v) else v) for k, v in item.items()}
+                prob = model(batch)["semantic"].float().softmax(1).cpu()
+                preds = {w: decode(prob, w) for w in ways}
+            for (w, p), m in metrics.items():
+                m.update(preds[w], label, label_weight=item["label_weight"][None], mapping=item["mapping"][None],
+                         visibility=item["visibility"][None])
+    out = {}
+    for (w, p), m in metrics.items():
+        r = m.compute()
+        out[p if constant is not None else f"{w}_{p}"] = [round(100 * r[k], 2) for k in KEYS]
+    return out
+
+
+def run_one(variant: str, overrides: list[str], seed: int, args: dict) -> dict:
+    """Train one (variant, seed) and score it; runs in its own process."""
+    import time
+
+    import torch
+
+    from torchssc.config import load_config
+    from torchssc.engine.checkpoint import find_last_checkpoint
+    from torchssc.engine.train import main as train_main
+
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    name = f"{variant}_s{seed}"
+    cfg = load_config(args["recipe"], [f"data.root={args['root']}", f"run.dir={args['out']}/runs", f"run.name={name}",
+                                       f"train.seed={seed}", f"train.device={args['device']}", "train.progress=false",
+                                       *overrides, *args["common"]])
+    t0 = time.perf_counter()
+    last = find_last_checkpoint(Path(args["out"]) / "runs" / name)
+    if last is None:  # a rerun scores what an earlier one trained
+        train_main(cfg)
+        last = find_last_checkpoint(Path(args["out"]) / "runs" / name)
+    row = {"variant": variant, "seed": seed, "overrides": overrides, "train_s": round(time.perf_counter() - t0, 1)}
+    row.update(score(cfg, last, args["device"]))
+    return row
+
+
+def summary(rows: list[dict], baseline: dict) -> str:
+    """Per variant and protocol: SC IoU of each seed (argmax | occupancy), wins over the baseline."""
+    lines = ["| variant | protocol | all occupied | SC IoU, argmax (per seed) | beats it | "
+             "SC IoU, occupancy decoding | mIoU, argmax |", "|---|---|---|---|---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = sorted((r for r in rows if r["variant"] == variant and "error" not in r), key=lambda r: r["seed"])
+        for p in PROTOCOLS:
+            base = baseline[p][2]
+            am = [r[f"argmax_{p}"][2] for r in mine]
+            oc = [r[f"occupancy_{p}"][2] for r in mine]
+            miou = [r[f"argmax_{p}"][3] for r in mine]
+            lines.append(f"| {variant} | {p} | {base:.1f} | {' '.join(f'{v:.1f}' for v in am)} | "
+                         f"{sum(v > base for v in am)}/{len(am)} | {' '.join(f'{v:.1f}' for v in oc)} | "
+                         f"{min(miou, default=float('nan')):.1f}-{max(miou, default=float('nan')):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="prepared synthetic rooms (train and test splits)")
+    parser.add_argument("--out", type=Path, required=True, help="runs, seeds.jsonl and seeds.md go here")
+    parser.add_argument("--recipe", type=Path, default=RECIPE)
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+                        help="a named set of recipe overrides (repeatable; 'base=' is the recipe as it is)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (one process each)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch default)")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE for every run (e.g. train.max_iters=2)")
+    return parser.parse_args(argv)
+
+
+def parse_variants(items: list[str]) -> dict[str, list[str]]:
+    variants = {}
+    for item in items or ["base="]:
+        name, sep, rest = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--variant {item!r}: expected NAME=KEY=VALUE[,KEY=VALUE] or NAME=")
+        variants[name] = [o for o in rest.split(",") if o] if rest else []
+    return variants
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variants = parse_variants(args.variant)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.out.mkdir(parents=True, exist_ok=True)
+    shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
+              "threads": args.threads, "common": list(args.overrides)}
+    from torchssc.config import load_config
+    from torchssc.demo import most_frequent_class
+    from torchssc.engine.builders import build_dataset
+    from torchssc.io.atomic import write_bytes_atomic
+
+    cfg = load_config(args.recipe, [f"data.root={args.root}", *args.overrides])
+    common = most_frequent_class(args.root, build_dataset(cfg, "train").ids)
+    baseline = score(cfg, Path(), "cpu", constant=common)
+    print(json.dumps({"baseline": f"class {common} everywhere", **baseline}), flush=True)
+    rows = []
+    log = args.out / "seeds.jsonl"
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, v, o, s, shared): (v, s) for s in seeds for v, o in variants.items()}
+        for future in as_completed(futures):
+            try:
+                row = future.result()
+            except Exception as exc:  # noqa: BLE001 - one failed run is reported; the others go on
+                row = {"variant": futures[future][0], "seed": futures[future][1], "error": repr(exc)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            with open(log, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+    table = summary(rows, baseline)
+    write_bytes_atomic(args.out / "seeds.md", table.encode())
+    print(table)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
