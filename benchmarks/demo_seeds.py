@@ -19,7 +19,7 @@ summary table (per variant: SC IoU per seed, how many beat the all-occupied base
 Usage (data from ``torchssc demo`` or :func:`torchssc.synth.generator.generate_and_prepare`)::
 
     .venv/bin/python benchmarks/demo_seeds.py --root demo/data --out out/seeds --seeds 0,1,2 \\
-        --variant base= --variant valid=loss.kwargs.semantic_reduction=valid
+        --variant base --variant valid loss.kwargs.semantic_reduction=valid
     # on a GPU machine: --device cuda --parallel 8 --threads 1
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -136,22 +137,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="runs, seeds.jsonl and seeds.md go here")
     parser.add_argument("--recipe", type=Path, default=RECIPE)
     parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-                        help="a named set of recipe overrides (repeatable; 'base=' is the recipe as it is)")
+    parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="NAME [KEY=VALUE ...]",
+                        help="a named set of recipe overrides (repeatable; default: 'base', the recipe as it is)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (one process each)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch default)")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE for every run (e.g. train.max_iters=2)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="a recipe override for every run (repeatable), e.g. train.max_iters=2")
     return parser.parse_args(argv)
 
 
-def parse_variants(items: list[str]) -> dict[str, list[str]]:
+def parse_variants(items: list[list[str]]) -> dict[str, list[str]]:
+    """``[[name, "key=value", ...], ...]`` -> ``{name: ["key=value", ...]}``."""
     variants = {}
-    for item in items or ["base="]:
-        name, sep, rest = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--variant {item!r}: expected NAME=KEY=VALUE[,KEY=VALUE] or NAME=")
-        variants[name] = [o for o in rest.split(",") if o] if rest else []
+    for name, *overrides in items or [["base"]]:
+        if "=" in name or name in variants:
+            raise SystemExit(f"--variant {name!r}: expected a new NAME first, then KEY=VALUE overrides")
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise SystemExit(f"--variant {name}: not KEY=VALUE: {bad}")
+        variants[name] = overrides
     return variants
 
 
@@ -171,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     common = most_frequent_class(args.root, build_dataset(cfg, "train").ids)
     baseline = score(cfg, Path(), "cpu", constant=common)
     print(json.dumps({"baseline": f"class {common} everywhere", **baseline}), flush=True)
+    if args.threads:  # before the spawn children start: their OpenMP pool is sized at import
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     rows = []
     log = args.out / "seeds.jsonl"
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
