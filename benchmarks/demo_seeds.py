@@ -47,9 +47,8 @@ def decode(prob, how: str):
     return torch.where(prob[:, 0] >= 0.5, 0, prob[:, 1:].argmax(1) + 1)
 
 
-def score(cfg: dict, checkpoint: Path, device: str, constant: int | None = None) -> dict:
-    """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split;
-    ``constant``: score that label everywhere instead of the model (``{"<protocol>": [...]}``)."""
+def score(cfg: dict, checkpoint: Path, device: str) -> dict:
+    """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split."""
     import copy
 
     import torch
@@ -61,31 +60,26 @@ def score(cfg: dict, checkpoint: Path, device: str, constant: int | None = None)
     cfg = copy.deepcopy(cfg)
     cfg["data"]["visibility"] = True
     dataset = build_dataset(cfg, "test")
-    model = None
-    if constant is None:
-        model = build_model(cfg).to(device)
-        model.load_state_dict(load_checkpoint(checkpoint, map_location="cpu")["model"])
-        model.eval()
-    ways = ("constant",) if constant is not None else DECODINGS
-    metrics = {(w, p): SSCMetrics(p) for w in ways for p in PROTOCOLS}
+    model = build_model(cfg).to(device)
+    model.load_state_dict(load_checkpoint(checkpoint, map_location="cpu")["model"])
+    model.eval()
+    metrics = {(d, p): SSCMetrics(p) for d in DECODINGS for p in PROTOCOLS}
     torch.manual_seed(int(cfg["eval"]["seed"]))
     with torch.no_grad():
         for i in range(len(dataset)):
             item = dataset[i]
-            label = item["label"][None]
-            preds = {"constant": torch.full_like(label, constant)} if constant is not None else None
-            if preds is None:
-                batch = {k: (v[None].to(device) if torch.is_tensor(v) else v) for k, v in item.items()}
-                prob = model(batch)["semantic"].float().softmax(1).cpu()
-                preds = {w: decode(prob, w) for w in ways}
-            for (w, p), m in metrics.items():
-                m.update(preds[w], label, label_weight=item["label_weight"][None], mapping=item["mapping"][None],
-                         visibility=item["visibility"][None])
-    out = {}
-    for (w, p), m in metrics.items():
-        r = m.compute()
-        out[p if constant is not None else f"{w}_{p}"] = [round(100 * r[k], 2) for k in KEYS]
-    return out
+            batch = {k: (v[None].to(device) if torch.is_tensor(v) else v) for k, v in item.items()}
+            prob = model(batch)["semantic"].float().softmax(1).cpu()
+            preds = {d: decode(prob, d) for d in DECODINGS}
+            for (d, p), m in metrics.items():
+                m.update(preds[d], item["label"][None], label_weight=item["label_weight"][None],
+                         mapping=item["mapping"][None], visibility=item["visibility"][None])
+    return {f"{d}_{p}": percent(m.compute()) for (d, p), m in metrics.items()}
+
+
+def percent(result: dict) -> list[float]:
+    """SC precision, recall, IoU and mIoU of :meth:`SSCMetrics.compute`, in %."""
+    return [round(100 * result[k], 2) for k in KEYS]
 
 
 def run_one(variant: str, overrides: list[str], seed: int, args: dict) -> dict:
@@ -168,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
               "threads": args.threads, "common": list(args.overrides)}
     from torchssc.config import load_config
-    from torchssc.demo import most_frequent_class
+    from torchssc.demo import most_frequent_class, score_constant
     from torchssc.engine.builders import build_dataset
     from torchssc.io.atomic import write_bytes_atomic
 
     cfg = load_config(args.recipe, [f"data.root={args.root}", *args.overrides])
     common = most_frequent_class(args.root, build_dataset(cfg, "train").ids)
-    baseline = score(cfg, Path(), "cpu", constant=common)
+    test = build_dataset({**cfg, "data": {**cfg["data"], "visibility": True}}, "test")
+    baseline = {p: percent(m) for p, m in score_constant(test, common, PROTOCOLS).items()}
     print(json.dumps({"baseline": f"class {common} everywhere", **baseline}), flush=True)
     if args.threads:  # before the spawn children start: their OpenMP pool is sized at import
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
