@@ -14,7 +14,7 @@ two decodings of the same 12-class probabilities:
 
 Each row is printed as a JSON line when its run ends and appended to ``<out>/seeds.jsonl``; the
 summary table (per variant: SC IoU per seed, how many beat the all-occupied baseline) goes to
-``<out>/seeds.md``. The baseline is scored by the same code.
+``<out>/seeds.md``. The baseline is scored as ``torchssc demo`` scores it.
 
 Usage (data from ``torchssc demo`` or :func:`torchssc.synth.generator.generate_and_prepare`)::
 
