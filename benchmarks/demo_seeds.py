@@ -2,7 +2,7 @@
 
 ``torchssc demo`` trains one model and compares it with the trivial baselines. Whether its SC
 IoU beats "everything occupied" under the ``torchssc`` protocol depends on the run (README,
-docs/model.md). This script measures that: it trains the recipe once per (variant, seed), each
+docs/demo.md). This script measures that: it trains the recipe once per (variant, seed), each
 in a fresh spawn process (several at once with ``--parallel``: one GPU holds many of these small
 runs), and scores the last checkpoint on the test rooms under ``torchssc`` and ``sscnet`` with
 two decodings of the same 12-class probabilities:
