@@ -32,49 +32,33 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parents[1] / "configs" / "sketch_aware_ssc_synth_cpu.yaml"
 PROTOCOLS = ("torchssc", "sscnet")
-DECODINGS = ("argmax", "occupancy")
 KEYS = ("sc_precision", "sc_recall", "sc_iou", "ssc_miou")
 
 
-def decode(prob, how: str):
-    """``(B, 12, D, H, W)`` probabilities -> ``(B, D, H, W)`` labels."""
+def occupancy_first(logits):
+    """``(B, 12, D, H, W)`` logits -> ``(B, D, H, W)``: empty where P(empty) >= 0.5, else the most
+    probable of classes 1..11 (the ``occupancy`` diagnostic)."""
     import torch
 
-    if how == "argmax":
-        return prob.argmax(1)
+    prob = logits.float().softmax(1)
     return torch.where(prob[:, 0] >= 0.5, 0, prob[:, 1:].argmax(1) + 1)
 
 
-def score(cfg: dict, checkpoint: Path, device: str) -> dict:
-    """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split."""
-    import copy
+DECODINGS = {"argmax": None, "occupancy": occupancy_first}  # None: evaluate's argmax (SPEC §7)
 
-    import torch
 
-    from torchssc.engine.builders import build_dataset, build_model
-    from torchssc.engine.checkpoint import load_checkpoint
-    from torchssc.metrics import SSCMetrics
+def score(cfg: dict, checkpoint: Path) -> dict:
+    """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split,
+    by the code of ``torchssc eval`` (one inference pass per decoding: 12 frames, seconds)."""
+    from torchssc.engine.evaluate import evaluate_checkpoints
 
-    cfg = copy.deepcopy(cfg)
-    cfg["data"]["visibility"] = True
-    dataset = build_dataset(cfg, "test")
-    model = build_model(cfg).to(device)
-    model.load_state_dict(load_checkpoint(checkpoint, map_location="cpu")["model"])
-    model.eval()
-    metrics = {(d, p): SSCMetrics(p) for d in DECODINGS for p in PROTOCOLS}
-    torch.manual_seed(int(cfg["eval"]["seed"]))
-    with torch.no_grad():
-        for i in range(len(dataset)):
-            item = dataset[i]
-            batch = {k: (v[None].to(device) if torch.is_tensor(v) else v) for k, v in item.items()}
-            prob = model(batch)["semantic"].float().softmax(1).cpu()
-            preds = {d: decode(prob, d) for d in DECODINGS}
-            for (d, p), m in metrics.items():
-                m.update(preds[d], item["label"][None], label_weight=item["label_weight"][None],
-                         mapping=item["mapping"][None], visibility=item["visibility"][None])
-    return {f"{d}_{p}": percent(m.compute()) for (d, p), m in metrics.items()}
+    out = {}
+    for name, decode in DECODINGS.items():
+        for record in evaluate_checkpoints(cfg, [checkpoint], protocols=list(PROTOCOLS), split="test",
+                                           progress=False, decode=decode):
+            out[f"{name}_{record['protocol']}"] = percent(record["metrics"])
+    return out
 
 
 def percent(result: dict) -> list[float]:
@@ -104,7 +88,7 @@ def run_one(variant: str, overrides: list[str], seed: int, args: dict) -> dict:
         train_main(cfg)
         last = find_last_checkpoint(Path(args["out"]) / "runs" / name)
     row = {"variant": variant, "seed": seed, "overrides": overrides, "train_s": round(time.perf_counter() - t0, 1)}
-    row.update(score(cfg, last, args["device"]))
+    row.update(score(cfg, last))
     return row
 
 
@@ -129,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="prepared synthetic rooms (train and test splits)")
     parser.add_argument("--out", type=Path, required=True, help="runs, seeds.jsonl and seeds.md go here")
-    parser.add_argument("--recipe", type=Path, default=RECIPE)
+    parser.add_argument("--recipe", type=Path, help="default: the demo's recipe (torchssc.demo.default_recipe)")
     parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
     parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="NAME [KEY=VALUE ...]",
                         help="a named set of recipe overrides (repeatable; default: 'base', the recipe as it is)")
@@ -159,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     variants = parse_variants(args.variant)
     seeds = [int(s) for s in args.seeds.split(",") if s]
     args.out.mkdir(parents=True, exist_ok=True)
-    shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
-              "threads": args.threads, "common": list(args.overrides)}
     from torchssc.config import load_config
-    from torchssc.demo import most_frequent_class, score_constant
+    from torchssc.demo import default_recipe, most_frequent_class, score_constant
     from torchssc.engine.builders import build_dataset
     from torchssc.io.atomic import write_bytes_atomic
 
+    args.recipe = args.recipe or default_recipe()
+    shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
+              "threads": args.threads, "common": list(args.overrides)}
     cfg = load_config(args.recipe, [f"data.root={args.root}", *args.overrides])
     common = most_frequent_class(args.root, build_dataset(cfg, "train").ids)
     test = build_dataset({**cfg, "data": {**cfg["data"], "visibility": True}}, "test")

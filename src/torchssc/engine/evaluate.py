@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -182,6 +182,7 @@ def score_model(
     seed: int = 0,
     save_dir: str | Path | None = None,
     progress: bool = True,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, SSCMetrics]:
     """Predict this rank's shard of ``dataset`` and accumulate the metrics of every protocol.
 
@@ -192,6 +193,8 @@ def score_model(
         info: this process's place (:func:`torchssc.engine.distributed.init_distributed`).
         seed: ``eval.seed`` (see the module docstring).
         save_dir: write ``results/<id>.npy`` and ``results_sketch/<id>.npy`` there.
+        decode: ``(B, C, D, H, W)`` semantic logits -> ``(B, D, H, W)`` class ids; ``None`` is the
+            protocols' rule, the argmax (SPEC §7). Another rule is a diagnostic, not a protocol.
     Returns:
         ``{protocol: SSCMetrics}``, already summed over processes (identical on every rank).
     """
@@ -216,7 +219,8 @@ def score_model(
         if "semantic" not in outputs:
             raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
         # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
-        pred = outputs["semantic"].argmax(1).to(torch.uint8)
+        semantic = outputs["semantic"]
+        pred = (semantic.argmax(1) if decode is None else decode(semantic)).to(torch.uint8)
         update_all(  # one pass over the voxels for every protocol
             metrics.values(),
             pred,
@@ -279,6 +283,7 @@ def evaluate_checkpoints(
     out_dir: str | Path | None = None,
     save_dir: str | Path | None = None,
     progress: bool = True,
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
     """Evaluate each checkpoint on ``split`` under each protocol; the engine of ``torchssc eval``.
 
@@ -290,6 +295,7 @@ def evaluate_checkpoints(
         out_dir: where rank 0 writes the JSON / markdown reports (``None``: nothing written).
         save_dir: also save per-frame predictions (one checkpoint: ``save_dir/results``; several:
             ``save_dir/<checkpoint stem>/results``).
+        decode: how logits become class ids (:func:`score_model`; ``None``: the argmax).
     Returns:
         One record per (checkpoint, protocol), in that order: ``{"protocol", "checkpoint",
         "epoch", "iteration", "split", "frames", "seed", "world_size", "metrics"}``.
@@ -328,6 +334,7 @@ def evaluate_checkpoints(
                 seed=seed,
                 save_dir=target,
                 progress=progress,
+                decode=decode,
             )
             for protocol in protocols:
                 record = {
