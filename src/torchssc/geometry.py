@@ -166,16 +166,40 @@ class Intrinsics:
 
     @classmethod
     def parse(cls, text: str) -> "Intrinsics":
-        """Parse ``"fx,fy,cx,cy"`` or ``"fx,fy,cx,cy,width,height"``."""
+        """A preset name (:data:`INTRINSICS_PRESETS`: ``release``, ``sscnet``), or
+        ``"fx,fy,cx,cy"`` / ``"fx,fy,cx,cy,width,height"``."""
+        if text.strip() in INTRINSICS_PRESETS:
+            return INTRINSICS_PRESETS[text.strip()]
         try:
             values = [float(x) for x in text.split(",")]
         except ValueError as exc:
-            raise ValueError(f"cannot parse intrinsics {text!r}: {exc}") from None
+            raise ValueError(
+                f"cannot parse intrinsics {text!r}: give a preset ({', '.join(INTRINSICS_PRESETS)}) "
+                f"or fx,fy,cx,cy[,width,height] ({exc})"
+            ) from None
         return cls.from_array(values)
 
+    def preset_name(self) -> str | None:
+        """The name of the preset these intrinsics equal, or None."""
+        return next((name for name, preset in INTRINSICS_PRESETS.items() if preset == self), None)
 
-NYU_INTRINSICS = Intrinsics()
-"""fx = fy = 518.8579, cx = 320, cy = 240, 640 x 480 (SPEC §1)."""
+    def describe(self) -> str:
+        """``"release (fx 518.8579, fy 519.4696, cx 325.58, cy 253.74, 640x480)"``."""
+        values = f"fx {self.fx:g}, fy {self.fy:g}, cx {self.cx:g}, cy {self.cy:g}, {self.width}x{self.height}"
+        name = self.preset_name()
+        return f"{name} ({values})" if name else values
+
+
+# The two NYU conventions (docs/data.md). Intrinsics belong to a dataset: NYU/NYUCAD depthbin
+# defaults to RELEASE; synthetic rooms and user data record their own.
+RELEASE_INTRINSICS = Intrinsics(fx=518.8579, fy=519.4696, cx=325.58, cy=253.74)
+"""The Kinect calibration the released TorchSSC NYU files were computed with (640 x 480)."""
+SSCNET_INTRINSICS = Intrinsics(fx=518.8579, fy=518.8579, cx=320.0, cy=240.0)
+"""SSCNet's ideal camera (its data layer and flipped fine TSDF; the synthetic rooms)."""
+INTRINSICS_PRESETS = {"release": RELEASE_INTRINSICS, "sscnet": SSCNET_INTRINSICS}
+"""Named intrinsics a user can give instead of ``fx,fy,cx,cy``."""
+NYU_INTRINSICS = SSCNET_INTRINSICS
+"""Alias of :data:`SSCNET_INTRINSICS` (the default camera of rendering and prediction)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,3 +43,21 @@ def tiny_scene(seed: int, shape=(13, 9, 11), voxel: float = TINY_VOXEL, ahead: f
     depth[rng.random((h, w)) < 0.04] = 0.3
     depth[rng.random((h, w)) < 0.04] = 9.0
     return depth.astype(np.float32), pose, origin, TINY_INTRINSICS
+
+
+def round_to_float32(q) -> np.float32:
+    """The float32 nearest to the exact rational ``q`` (ties to even), by brute force."""
+    from fractions import Fraction
+
+    q = Fraction(q)
+    f = np.float32(float(q))  # within one float32 ulp of the answer
+    candidates = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
+    return min(candidates, key=lambda c: (abs(Fraction(float(c)) - q), int(np.array(c).view(np.int32)) & 1))
+
+
+def fma_reference(a, b, c) -> np.float32:
+    """``a * b + c`` of float32 values with one rounding, in exact rational arithmetic."""
+    from fractions import Fraction
+
+    a, b, c = (Fraction(float(np.float32(x))) for x in (a, b, c))
+    return round_to_float32(a * b + c)

@@ -21,19 +21,18 @@ from PIL import Image
 
 from torchssc.cli import main
 from torchssc.data import SSCDataset
-from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE, NYU_INTRINSICS, Intrinsics
+from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE, RELEASE_INTRINSICS, Intrinsics
 from torchssc.io.prepared import PreparedFrame, frame_paths, read_frame, read_rgb, read_split
 from torchssc.prepare.runner import find_frames, infer_split, prepare_split
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
-H, W = NYU_INTRINSICS.height, NYU_INTRINSICS.width
+H, W = RELEASE_INTRINSICS.height, RELEASE_INTRINSICS.width
 FRAME_FILES = ("tsdf", "mapping", "label", "sketch", "meta", "depth", "visibility")
 
 
-def _copy_sample(raw: Path, frame_id: str) -> Path:
+def _copy_sample(sample: Path, raw: Path, frame_id: str) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SAMPLE / "NYU0001_0000.bin", raw / f"NYU{frame_id}_0000.bin")
-    shutil.copyfile(SAMPLE / "NYU0001_0000.png", raw / f"NYU{frame_id}_0000.png")
+    shutil.copyfile(sample / "NYU0001_0000.bin", raw / f"NYU{frame_id}_0000.bin")
+    shutil.copyfile(sample / "NYU0001_0000.png", raw / f"NYU{frame_id}_0000.png")
     return raw / f"NYU{frame_id}_0000.bin"
 
 
@@ -49,17 +48,17 @@ def _cli(*argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def nyutrain(tmp_path_factory):
+def nyutrain(tmp_path_factory, nyu_sample):
     """Raw NYUtrain/ with two good frames (0001 with RGB beside it, 0002 without) and two bad
     ones (0003: truncated .bin, 0004: corrupt depth .png), prepared with 1 and with 2 workers."""
     base = tmp_path_factory.mktemp("prepare")
     raw = base / "NYUtrain"
-    _copy_sample(raw, "0001")
+    _copy_sample(nyu_sample, raw, "0001")
     Image.fromarray(_rgb(1)).save(raw / "NYU0001_colors.png")
-    _copy_sample(raw, "0002")
-    bad_bin = _copy_sample(raw, "0003")
+    _copy_sample(nyu_sample, raw, "0002")
+    bad_bin = _copy_sample(nyu_sample, raw, "0003")
     bad_bin.write_bytes(bad_bin.read_bytes()[: 76 + 8 * 100])
-    _copy_sample(raw, "0004")
+    _copy_sample(nyu_sample, raw, "0004")
     (raw / "NYU0004_0000.png").write_bytes(b"this is not a png")
     runs = {n: _cli("--raw", raw, "--out", base / f"out{n}", "--workers", n) for n in (1, 2)}
     return types.SimpleNamespace(raw=raw, base=base, out1=base / "out1", out2=base / "out2", runs=runs)
@@ -78,7 +77,7 @@ def test_good_frames_written_and_listed(nyutrain):
     assert (out / "train.txt").read_text() == "0001\n0002\n"
     frame = read_frame(out, "0001")
     np.testing.assert_allclose(frame.origin, [-1.545918, 0.8907361, -0.05], atol=1e-6)
-    np.testing.assert_allclose(frame.intrinsics, NYU_INTRINSICS.as_array())
+    np.testing.assert_allclose(frame.intrinsics, RELEASE_INTRINSICS.as_array())
 
 
 def test_bad_frames_reported_by_name_with_reason(nyutrain):
@@ -141,10 +140,10 @@ def test_rerun_skips_resumes_and_merges_split_list(nyutrain, tmp_path):
     assert frame_paths(out, "0001")["tsdf"].stat().st_mtime_ns == stamp[frame_paths(out, "0001")["tsdf"]]
 
 
-def test_rgb_dir_intrinsics_and_test_split_inference(tmp_path):
+def test_rgb_dir_intrinsics_and_test_split_inference(tmp_path, nyu_sample):
     raw = tmp_path / "NYUtest"
-    _copy_sample(raw, "0001")
-    _copy_sample(raw, "0002")
+    _copy_sample(nyu_sample, raw, "0001")
+    _copy_sample(nyu_sample, raw, "0002")
     Image.fromarray(_rgb(5)).save(raw / "NYU0002_colors.png")  # ignored: --rgb-dir wins
     rgb_dir = tmp_path / "rgb"
     rgb_dir.mkdir()
@@ -167,9 +166,9 @@ def _write_mat(path: Path, images: list[np.ndarray]) -> None:
         f.create_dataset("images", data=np.stack([img.transpose(2, 1, 0) for img in images]))
 
 
-def test_rgb_from_mat_with_fine_tsdf(tmp_path):
+def test_rgb_from_mat_with_fine_tsdf(tmp_path, nyu_sample):
     raw = tmp_path / "raw"
-    _copy_sample(raw, "0002")
+    _copy_sample(nyu_sample, raw, "0002")
     mat = tmp_path / "nyu_depth_v2_labeled.mat"
     _write_mat(mat, [_rgb(11), _rgb(12), _rgb(13)])
     rc, stdout, stderr = _cli("--raw", raw, "--out", tmp_path / "out", "--rgb-mat", mat, "--fine")
@@ -271,7 +270,9 @@ def test_options_reach_the_pipeline(tmp_path, monkeypatch):
     [(name, rgb, kw)] = calls
     assert name == "NYU0005_0000.bin"
     np.testing.assert_array_equal(rgb, rgb_small)
-    assert kw == {"intrinsics": Intrinsics(5, 5, 3, 2, 6, 4), "fine": True, "tie_rule": "sscnet"}
+    assert kw == {"intrinsics": Intrinsics(5, 5, 3, 2, 6, 4), "fine": True, "fine_intrinsics": None,
+                  "tie_rule": "sscnet"}
+    assert "intrinsics fx 5, fy 5, cx 3, cy 2, 6x4 [given]" in stdout
     assert frame_paths(tmp_path / "out", "0005")["tsdf_fine"].is_file()
     # An RGB image whose size disagrees with the intrinsics fails the frame, naming the image.
     calls.clear()
@@ -284,3 +285,38 @@ def test_options_reach_the_pipeline(tmp_path, monkeypatch):
     assert not summary.ok and list(summary.failed) == ["0005"] and summary.prepared == []
     assert summary.split == "train" and summary.listed == [] and read_split(tmp_path / "out2", "train") == []
     assert lines == [f"NYU0005_0000.bin: {summary.failed['0005']}"]
+
+
+def test_intrinsics_come_from_the_dataset(tmp_path, monkeypatch):
+    """No flag: intrinsics.json beside the frames (as `torchssc synth` writes it), else the NYU
+    release convention; a preset name works as a flag; the summary says which was used."""
+    from torchssc.geometry import SSCNET_INTRINSICS
+    from torchssc.io.depthbin import write_intrinsics_file
+
+    seen = []
+
+    def fake_prepare_depthbin(bin_path, *, rgb=None, **kw):
+        seen.append((kw["intrinsics"], kw["fine_intrinsics"]))
+        raise ValueError("stop here")
+
+    fake = types.ModuleType("torchssc.prepare.pipeline")
+    fake.prepare_depthbin = fake_prepare_depthbin
+    import torchssc.prepare
+
+    monkeypatch.setitem(sys.modules, "torchssc.prepare.pipeline", fake)
+    monkeypatch.setattr(torchssc.prepare, "pipeline", fake, raising=False)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "NYU0005_0000.bin").write_bytes(b"")
+    _, stdout, _ = _cli("--raw", raw, "--out", tmp_path / "a")
+    assert seen.pop() == (RELEASE_INTRINSICS, None)
+    assert "intrinsics release (fx 518.858, fy 519.47, cx 325.58, cy 253.74, 640x480) [default]" in stdout
+    write_intrinsics_file(raw, Intrinsics(500, 501, 300, 200, 600, 400))
+    _, stdout, _ = _cli("--raw", raw, "--out", tmp_path / "b")
+    assert seen.pop() == (Intrinsics(500, 501, 300, 200, 600, 400), None)
+    assert f"[{raw / 'intrinsics.json'}]" in stdout
+    _, stdout, _ = _cli("--raw", raw, "--out", tmp_path / "c", "--intrinsics", "sscnet", "--fine-intrinsics", "release")
+    assert seen.pop() == (SSCNET_INTRINSICS, RELEASE_INTRINSICS)
+    (raw / "intrinsics.json").write_text("{not json")
+    rc, _, err = _cli("--raw", raw, "--out", tmp_path / "d")
+    assert rc == 2 and "intrinsics.json: not a valid intrinsics file" in err

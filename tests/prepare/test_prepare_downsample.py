@@ -13,7 +13,7 @@ def _ref_default(block: np.ndarray) -> int:
     vals = block.ravel().tolist()
     n0, n255 = vals.count(0), vals.count(255)
     if n0 + n255 > 0.95 * len(vals):
-        return 0 if n0 > n255 else 255
+        return 0 if n0 >= n255 else 255  # a tie gives 0 (the released NYU files)
     counts = [vals.count(k) for k in range(1, 12)]
     return 1 + counts.index(max(counts))
 
@@ -110,11 +110,11 @@ def test_empty_rule_threshold_and_ties():
     blk.flat[40:44] = 7  # only 60 of 0/255: class branch
     assert downsample_labels(blk, raw=False)[0, 0, 0] == 7
     tie = _one_block(0)
-    tie[:2] = 255  # 32 zeros, 32 x 255: default -> 255; SSCNet scan meets 255 first at (0,0,0)
-    assert downsample_labels(tie, raw=False)[0, 0, 0] == 255
+    tie[:2] = 255  # 32 zeros, 32 x 255: default -> 0; SSCNet scan meets 255 first at (0,0,0)
+    assert downsample_labels(tie, raw=False)[0, 0, 0] == 0
     assert downsample_labels(tie, raw=False, tie_rule="sscnet")[0, 0, 0] == 255
     tie = tie[::-1].copy()  # now (0,0,0) is 0
-    assert downsample_labels(tie, raw=False)[0, 0, 0] == 255
+    assert downsample_labels(tie, raw=False)[0, 0, 0] == 0
     assert downsample_labels(tie, raw=False, tie_rule="sscnet")[0, 0, 0] == 0
 
 
@@ -156,3 +156,21 @@ def test_tsdf_mean_matches_loop():
         ref[i, j, k] = float(np.float64(vol[i * 4 : i * 4 + 4, j * 4 : j * 4 + 4, k * 4 : k * 4 + 4]).sum()) / 64
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
     assert got.dtype == np.float32 and got.shape == (2, 3, 1)
+
+
+def test_tsdf_mean_is_the_float32_running_sum_in_scan_order():
+    """Bit for bit: acc += v in float32, first axis outermost, then / 64 (the released files)."""
+    rng = np.random.default_rng(6)
+    vol = (rng.uniform(-1, 1, (8, 4, 12)) / 7).astype(np.float32)
+    got = downsample_mean(vol)
+    for i, j, k in np.ndindex(2, 1, 3):
+        acc = np.float32(0)
+        for a, b, c in np.ndindex(4, 4, 4):
+            acc = np.float32(acc + vol[4 * i + a, 4 * j + b, 4 * k + c])
+        assert got[i, j, k].view(np.int32) == np.float32(acc / np.float32(64)).view(np.int32)
+    # the order matters: another order differs in the last bit somewhere
+    other = vol.reshape(2, 4, 1, 4, 3, 4).transpose(0, 2, 4, 5, 3, 1).reshape(6, 64)
+    reversed_sum = np.zeros(6, np.float32)
+    for n in range(64):
+        reversed_sum += other[:, n]
+    assert (reversed_sum / np.float32(64) != got.ravel()).any()

@@ -10,7 +10,7 @@ from torchssc.cli import main as cli_main
 from torchssc.geometry import (
     FINE_SHAPE, NYU_INTRINSICS, Intrinsics, depth_to_grid_index, map_36_to_11, voxel_origin_for_pose,
 )
-from torchssc.io.depthbin import read_bin, read_depth_png
+from torchssc.io.depthbin import read_intrinsics_file, read_bin, read_depth_png
 from torchssc.io.prepared import read_rgb, read_split
 from torchssc.synth.generator import generate_dataset, generate_frame, split_ids
 from torchssc.synth.rooms import sample_scene
@@ -136,12 +136,14 @@ def test_dataset_files_read_back_and_are_deterministic_across_workers(tmp_path):
     split = generate_dataset(a, 4, seed=9, test_fraction=0.25, noise="kinect", workers=1, intrinsics=SMALL)
     generate_dataset(b, 4, seed=9, test_fraction=0.25, noise="kinect", workers=2, intrinsics=SMALL)
     files_a, files_b = _tree_bytes(a), _tree_bytes(b)
-    assert files_a.keys() == files_b.keys() and len(files_a) == 4 * 3 + 2
+    assert files_a.keys() == files_b.keys() and len(files_a) == 4 * 3 + 2 + 2  # + intrinsics.json x 2
     for name in files_a:
         assert files_a[name] == files_b[name], name
     assert read_split(a, "train") == [f"{i:04d}" for i in split["train"]]
     assert read_split(a, "test") == [f"{i:04d}" for i in split["test"]]
     assert len(split["test"]) == 1
+    for sub in ("NYUtrain", "NYUtest"):  # the camera is recorded for `torchssc prepare`
+        assert read_intrinsics_file(a / sub) == SMALL
     for sub, ids in (("NYUtrain", split["train"]), ("NYUtest", split["test"])):
         for i in ids:
             db = read_bin(a / sub / f"NYU{i:04d}_0000.bin")

@@ -7,6 +7,9 @@ bytes 12-75 ``float32[16]`` camera-to-world pose, row-major; then ``uint32`` pai
 1..36 NYU36 classes, 255 outside the room.
 
 Depth ``.png``: 16-bit single channel, millimetres rotated left by 3 bits; 0 = missing.
+
+``intrinsics.json`` (torchssc's, optional) beside a split's frames records the camera they were
+taken with; ``torchssc synth`` writes it and ``torchssc prepare`` reads it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from torchssc.geometry import FINE_SHAPE
+from torchssc.geometry import FINE_SHAPE, Intrinsics
 from torchssc.io.atomic import atomic_path, write_bytes_atomic
 
 HEADER_BYTES = 4 * (3 + 16)
@@ -116,7 +119,7 @@ def decode_depth(raw: np.ndarray) -> np.ndarray:
     """Rotated 16-bit PNG values -> metres (``float32``); 0 stays 0 (missing)."""
     raw = np.asarray(raw).astype(np.uint32)
     mm = ((raw >> 3) | (raw << 13)) & 0xFFFF
-    return (mm.astype(np.float32) / 1000.0).astype(np.float32)
+    return mm.astype(np.float32) / np.float32(1000.0)  # float32 division, as the release
 
 
 def encode_depth(depth_m: np.ndarray) -> np.ndarray:
@@ -175,3 +178,40 @@ def read_depthbin_frame(bin_path: str | os.PathLike) -> tuple[DepthBin, np.ndarr
     """Read ``NYUxxxx_0000.bin`` and the ``.png`` beside it: ``(DepthBin, depth (H, W) metres)``."""
     bin_path = Path(bin_path)
     return read_bin(bin_path), read_depth_png(bin_path.with_suffix(".png"))
+
+
+INTRINSICS_FILE = "intrinsics.json"
+"""Name of the file beside a raw split's frames recording the camera they were taken with."""
+
+
+def write_intrinsics_file(folder: str | os.PathLike, intrinsics: Intrinsics) -> Path:
+    """Record ``intrinsics`` in ``<folder>/intrinsics.json`` (atomically); returns the path."""
+    import json
+
+    path = Path(folder) / INTRINSICS_FILE
+    values = dict(zip(("fx", "fy", "cx", "cy", "width", "height"), intrinsics.as_array().tolist()))
+    values["width"], values["height"] = int(values["width"]), int(values["height"])
+    write_bytes_atomic(path, (json.dumps(values, indent=1) + "\n").encode())
+    return path
+
+
+def read_intrinsics_file(folder: str | os.PathLike) -> Intrinsics | None:
+    """The intrinsics recorded in ``<folder>/intrinsics.json``, or None when there is none.
+
+    Raises:
+        ValueError: the file exists but is not valid (the message names it).
+    """
+    import json
+
+    path = Path(folder) / INTRINSICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text())
+        keys = ("fx", "fy", "cx", "cy", "width", "height")
+        intrinsics = Intrinsics.from_array([float(values[k]) for k in keys])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid intrinsics file ({type(exc).__name__}: {exc})") from None
+    if min(intrinsics.fx, intrinsics.fy) <= 0 or min(intrinsics.width, intrinsics.height) <= 0:
+        raise ValueError(f"{path}: focal lengths and image size must be positive")
+    return intrinsics

@@ -38,8 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the 240x144x240 flipped TSDF (TSDFFine/, SSCNet input)")
     parser.add_argument("--tie-rule", choices=TIE_RULES, default="default",
                         help="label downsampling ties: smallest class id (default) or SSCNet's scan order")
-    parser.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY[,W,H]",
-                        help="camera intrinsics (default: NYU 518.8579,518.8579,320,240, 640x480)")
+    parser.add_argument("--intrinsics", default=None, metavar="PRESET|FX,FY,CX,CY[,W,H]",
+                        help="camera intrinsics: 'release' (the NYU release: 518.8579,519.4696,325.58,"
+                             "253.74), 'sscnet' (518.8579,518.8579,320,240) or values (default: "
+                             "intrinsics.json beside the frames, else 'release')")
+    parser.add_argument("--fine-intrinsics", default=None, metavar="PRESET|FX,FY,CX,CY[,W,H]",
+                        help="intrinsics of the --fine TSDF (default: 'sscnet' for NYU release "
+                             "intrinsics, as SSCNet's data layer; the dataset's own otherwise)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {}
         if args.intrinsics is not None:
             kwargs["intrinsics"] = Intrinsics.parse(args.intrinsics)
+        if args.fine_intrinsics is not None:
+            kwargs["fine_intrinsics"] = Intrinsics.parse(args.fine_intrinsics)
         summary = prepare_split(
             args.raw,
             args.out,

@@ -5,7 +5,7 @@ block gets one label:
 
 ``tie_rule="default"`` (TorchSSC / the published Python preprocessing)
     If at least 61 of the 64 voxels are 0 or 255 (SSCNet's ``> 0.95 * 64``), the block is 0
-    when ``#0 > #255`` else 255. Otherwise it is the most frequent class in 1..11, ties to the
+    when ``#0 >= #255`` else 255 (a tie gives 0, as in the released NYU files). Otherwise it is the most frequent class in 1..11, ties to the
     smallest class id.
 
 ``tie_rule="sscnet"`` (SSCNet's own ``DownsampleLabel`` / ``modeLargerZero``)
@@ -20,7 +20,8 @@ block gets one label:
     considers classes 1..11 (a block with 4+ labelled voxels of pairwise different classes
     becomes 0).
 
-The TorchSSC TSDF (``arr_0``) is the plain mean of the 64 fine values (unobserved = 0).
+The TorchSSC TSDF (``arr_0``) is the plain mean of the 64 fine values (unobserved = 0), summed
+as the released files were: a float32 running sum in scan order, then divided by 64.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def downsample_labels(
         n_empty = counts[:, 0] + counts[:, _NUM_CODES - 1]
         empty = n_empty > EMPTY_FRACTION * factor ** 3
         if tie_rule == "default":
-            empty_label = np.where(counts[:, 0] > counts[:, _NUM_CODES - 1], 0, _NUM_CODES - 1)
+            empty_label = np.where(counts[:, 0] >= counts[:, _NUM_CODES - 1], 0, _NUM_CODES - 1)
             class_label = counts[:, 1 : _NUM_CODES - 1].argmax(axis=1) + 1
         else:
             all_codes = np.ones(_NUM_CODES, dtype=bool)
@@ -193,7 +194,10 @@ def downsample_labels(
 
 
 def downsample_mean(volume: np.ndarray, factor: int = DOWNSAMPLE) -> np.ndarray:
-    """Plain mean over ``factor³`` blocks.
+    """Mean over ``factor³`` blocks: a float32 running sum, then one division.
+
+    The sum runs over the block's voxels in scan order (first axis outermost, last innermost),
+    which reproduces the released TorchSSC TSDF bit for bit.
 
     Args:
         volume: ``(D, H, W)`` float values (e.g. the TorchSSC fine TSDF, unobserved = 0).
@@ -201,6 +205,10 @@ def downsample_mean(volume: np.ndarray, factor: int = DOWNSAMPLE) -> np.ndarray:
         ``(D/f, H/f, W/f) float32``.
     """
     volume = np.asarray(volume, dtype=np.float32)
-    # partial sums of `factor` values in float32, the rest in float64
-    total = block_reduce(volume, np.add, factor, dtype=np.float64)
-    return (total / factor ** 3).astype(np.float32)
+    _check_shape(volume.shape, factor, "volume")
+    total = np.zeros(tuple(s // factor for s in volume.shape), dtype=np.float32)
+    for i in range(factor):
+        for j in range(factor):
+            for k in range(factor):
+                total += volume[i::factor, j::factor, k::factor]
+    return total / np.float32(factor ** 3)

@@ -3,6 +3,9 @@
 Stages: fine TSDF (:mod:`.tsdf`), 36->11 label downsampling and TSDF mean (:mod:`.downsample`),
 label_weight (:mod:`.label_weight`), voxel->pixel mapping (:mod:`.mapping`), sketch
 (:mod:`.sketch`) and visibility (:mod:`.visibility`).
+
+With the release intrinsics (the default for depthbin input) the TSDF, label_weight, labels and
+mapping of NYU frames equal the released TorchSSC files bit for bit (``docs/data.md``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics
+from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics
 from torchssc.io.depthbin import read_bin, read_depth_png
 from torchssc.io.prepared import PreparedFrame
 from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample_mean
@@ -24,9 +27,6 @@ from torchssc.prepare.sketch import sketch_from_labels
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
 from torchssc.prepare.visibility import visibility_volume
 
-CLOCK = time.perf_counter
-"""Clock used for ``timings`` (wall time); a benchmark may set ``time.process_time`` here."""
-
 STAGES = (
     "hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine",
 )
@@ -35,10 +35,11 @@ STAGES = (
 
 @contextmanager
 def _timed(timings: dict | None, name: str):
-    start = CLOCK()
+    """Add the CPU seconds of the block (``time.process_time``) to ``timings[name]``."""
+    start = time.process_time()
     yield
     if timings is not None:
-        timings[name] = timings.get(name, 0.0) + CLOCK() - start
+        timings[name] = timings.get(name, 0.0) + time.process_time() - start
 
 
 def prepare_frame(
@@ -47,9 +48,10 @@ def prepare_frame(
     origin: np.ndarray,
     raw_labels: np.ndarray,
     *,
-    intrinsics: Intrinsics = NYU_INTRINSICS,
+    intrinsics: Intrinsics,
     rgb: np.ndarray | None = None,
     fine: bool = False,
+    fine_intrinsics: Intrinsics | None = None,
     tie_rule: str = "default",
     voxel: float = FINE_VOXEL,
     timings: dict | None = None,
@@ -61,12 +63,13 @@ def prepare_frame(
         pose: ``(4, 4)`` camera-to-world. origin: ``(3,)`` world (x, y, z) of the grid corner.
         raw_labels: ``(D, H, W)`` fine labels, raw NYU36 ids 0..36 or 255 (normally
             ``(240, 144, 240)``; any shape divisible by 4 works).
-        intrinsics: camera intrinsics and image size.
+        intrinsics: camera intrinsics and image size (of the dataset: :func:`default_fine_intrinsics`).
         rgb: optional ``(H, W, 3) uint8`` image, passed through.
         fine: also return SSCNet's flipped fine TSDF (``tsdf_fine``).
+        fine_intrinsics: intrinsics of that fine TSDF; None = :func:`default_fine_intrinsics`.
         tie_rule: label downsampling rule, ``"default"`` or ``"sscnet"``.
         voxel: fine voxel edge (m).
-        timings: if a dict, seconds per stage (:data:`STAGES`) are added to it.
+        timings: if a dict, CPU seconds per stage (:data:`STAGES`) are added to it.
     Returns:
         :class:`~torchssc.io.prepared.PreparedFrame` with label-grid fields ``(D/4, H/4, W/4)``:
         ``tsdf`` float32, ``label_weight`` uint8, ``mapping`` ``(D*H*W/64,)`` int64 (``W*H`` = no
@@ -86,7 +89,7 @@ def prepare_frame(
             raise ValueError(
                 f"rgb must be ({intrinsics.height}, {intrinsics.width}, 3) uint8, got {rgb.shape} {rgb.dtype}"
             )
-    depth = np.asarray(depth)  # computed in float64 whatever the input; stored as float32
+    depth = np.asarray(depth)  # computed in float32 (the kernel of the release), whatever the input
     if not np.issubdtype(depth.dtype, np.number):
         raise ValueError(f"depth must be numeric metres, got dtype {depth.dtype}")
     pose = np.asarray(pose, dtype=np.float64)
@@ -114,7 +117,10 @@ def prepare_frame(
         visibility = visibility_volume(fine_tsdf, label)
     tsdf_fine = None
     if fine:
+        fine_intrinsics = default_fine_intrinsics(intrinsics) if fine_intrinsics is None else fine_intrinsics
         with _timed(timings, "fine"):
+            if fine_intrinsics != intrinsics:
+                fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=fine_intrinsics, voxel=voxel, shape=shape)
             tsdf_fine = fine_tsdf.sscnet_input()
     return PreparedFrame(
         tsdf=tsdf,
@@ -132,11 +138,21 @@ def prepare_frame(
     )
 
 
+def default_fine_intrinsics(intrinsics: Intrinsics) -> Intrinsics:
+    """Intrinsics of SSCNet's flipped fine TSDF for a dataset taken with ``intrinsics``.
+
+    SSCNet's model input follows SSCNet's own data layer, which used its ideal camera: for NYU
+    (release intrinsics) that is :data:`~torchssc.geometry.SSCNET_INTRINSICS`; any other dataset
+    keeps its own camera.
+    """
+    return SSCNET_INTRINSICS if intrinsics == RELEASE_INTRINSICS else intrinsics
+
+
 def prepare_depthbin(
     bin_path: str | os.PathLike,
     *,
     rgb: np.ndarray | None = None,
-    intrinsics: Intrinsics = NYU_INTRINSICS,
+    intrinsics: Intrinsics = RELEASE_INTRINSICS,
     **kwargs,
 ) -> PreparedFrame:
     """Prepare ``NYUxxxx_0000.bin`` and the depth ``.png`` beside it.
@@ -144,7 +160,9 @@ def prepare_depthbin(
     Args:
         bin_path: the ``.bin`` file; its depth image is the same path with suffix ``.png``.
         rgb: optional ``(H, W, 3) uint8`` image for the frame.
-        intrinsics, **kwargs: passed to :func:`prepare_frame` (``fine``, ``tie_rule``, ``timings``).
+        intrinsics: the camera (default: the NYU release convention).
+        **kwargs: passed to :func:`prepare_frame` (``fine``, ``fine_intrinsics``, ``tie_rule``,
+            ``timings``).
     Raises:
         FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
         ValueError: either file is malformed (the message names it).

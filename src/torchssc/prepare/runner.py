@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from torchssc.geometry import NYU_INTRINSICS, Intrinsics
+from torchssc.geometry import RELEASE_INTRINSICS, Intrinsics
+from torchssc.io.depthbin import read_intrinsics_file
 from torchssc.io.nyu_mat import NyuLabeledMat, read_nyu_rgb
 from torchssc.io.prepared import REQUIRED, SPLITS, missing_files, read_rgb, read_split, write_frame, write_split
 from torchssc.prepare.downsample import TIE_RULES
@@ -85,6 +86,7 @@ class _Task:
     rgb_path: Path | None
     intrinsics: Intrinsics
     fine: bool
+    fine_intrinsics: Intrinsics | None
     tie_rule: str
 
 
@@ -94,6 +96,8 @@ class PrepareSummary:
 
     Attributes:
         split: split name; split_file: the list written (``<out>/<split>.txt``).
+        intrinsics: the camera the frames were prepared with; intrinsics_source: where it came
+            from (``"given"``, the ``intrinsics.json`` path, or ``"default"`` = NYU release).
         prepared, skipped: frame ids prepared now / already complete.
         failed: frame id -> reason (exception type and message, which names the bad file).
         listed: every id now in the split list.
@@ -101,6 +105,8 @@ class PrepareSummary:
 
     split: str
     split_file: Path
+    intrinsics: Intrinsics = RELEASE_INTRINSICS
+    intrinsics_source: str = "default"
     prepared: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -118,7 +124,8 @@ class PrepareSummary:
             failed = " (" + ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "") + ")"
         return (
             f"{self.split}: {len(self.prepared)} prepared, {len(self.skipped)} skipped, "
-            f"{len(self.failed)} failed{failed}; {len(self.listed)} frames listed in {self.split_file}"
+            f"{len(self.failed)} failed{failed}; {len(self.listed)} frames listed in {self.split_file}; "
+            f"intrinsics {self.intrinsics.describe()} [{self.intrinsics_source}]"
         )
 
 
@@ -161,7 +168,8 @@ def _prepare_one(task: _Task) -> tuple[str, str | None]:
     try:
         rgb = _load_rgb(task)
         frame = pipeline.prepare_depthbin(
-            task.bin_path, rgb=rgb, intrinsics=task.intrinsics, fine=task.fine, tie_rule=task.tie_rule
+            task.bin_path, rgb=rgb, intrinsics=task.intrinsics, fine=task.fine,
+            fine_intrinsics=task.fine_intrinsics, tie_rule=task.tie_rule,
         )
         write_frame(task.out_root, task.frame_id, frame)
     except Exception as exc:  # reported per frame; the other frames go on
@@ -192,7 +200,8 @@ def prepare_split(
     workers: int = 1,
     fine: bool = False,
     tie_rule: str = "default",
-    intrinsics: Intrinsics = NYU_INTRINSICS,
+    intrinsics: Intrinsics | None = None,
+    fine_intrinsics: Intrinsics | None = None,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
 ) -> PrepareSummary:
@@ -210,7 +219,12 @@ def prepare_split(
             usual ``if __name__ == "__main__":`` guard.
         fine: also write the fine flipped TSDF (``TSDFFine/``, for SSCNet).
         tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
-        intrinsics: camera intrinsics of the depth (and RGB) images.
+        intrinsics: camera intrinsics of the depth (and RGB) images; None = those recorded in
+            ``<raw_dir>/intrinsics.json`` (``torchssc synth`` writes it), else the NYU release
+            convention (:data:`~torchssc.geometry.RELEASE_INTRINSICS`).
+        fine_intrinsics: intrinsics of the fine flipped TSDF; None = SSCNet's camera for NYU
+            (release intrinsics), the dataset's own otherwise
+            (:func:`~torchssc.prepare.pipeline.default_fine_intrinsics`).
         progress: show a tqdm progress bar.
         report: called with one line per failed frame as it fails
             (``"NYU0003_0000.bin: <reason>"``); default: ``logging`` at WARNING level.
@@ -236,6 +250,11 @@ def prepare_split(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     frames = find_frames(raw_dir)
+    source = "given"
+    if intrinsics is None:
+        intrinsics = read_intrinsics_file(raw_dir)
+        source = str(raw_dir / "intrinsics.json") if intrinsics is not None else "default"
+        intrinsics = intrinsics or RELEASE_INTRINSICS
     rgb_dir = Path(rgb_dir) if rgb_dir is not None else None
     if rgb_dir is not None and not rgb_dir.is_dir():
         raise FileNotFoundError(f"{rgb_dir}: RGB folder does not exist")
@@ -250,9 +269,13 @@ def prepare_split(
     tasks = []
     for frame_id, bin_path in frames.items():
         kind, path = _rgb_source(frame_id, bin_path, rgb_dir, rgb_mat)
-        tasks.append(_Task(frame_id, bin_path, out_root, kind, path, intrinsics, bool(fine), tie_rule))
+        tasks.append(
+            _Task(frame_id, bin_path, out_root, kind, path, intrinsics, bool(fine), fine_intrinsics, tie_rule)
+        )
 
-    summary = PrepareSummary(split=split, split_file=out_root / f"{split}.txt")
+    summary = PrepareSummary(
+        split=split, split_file=out_root / f"{split}.txt", intrinsics=intrinsics, intrinsics_source=source
+    )
     todo: list[_Task] = []
     for task in tasks:
         if _is_complete(task):

@@ -13,10 +13,23 @@ Definition (grid axes and corner convention as in :mod:`torchssc.geometry`):
 4. Unobserved voxels get a fill value (:meth:`FineTSDF.filled`): 0.0 for the TorchSSC ``arr_0``,
    1.0 before SSCNet's flip (:func:`flip_tsdf`).
 
+Arithmetic: the released TorchSSC NYU files were computed by a CUDA kernel in float32 with
+fused multiply-adds, and this module reproduces them bit for bit (``docs/data.md``). Depth is
+float32; the pose, origin, voxel size and intrinsics are rounded to float32; a pixel is
+back-projected as ``x = (u - cx) * d / fx`` (float32, left to right) and moved to world with
+``fma(r2, z, fma(r1, y, r0 * x)) + t``; a voxel corner is ``fma(i, voxel, origin) - t`` per axis,
+moved into the camera with the same fused dot product (rows of ``R^T``) and projected with
+``roundf(fma(fx, x / z, cx))``; the distance magnitude is ``sqrtf(d²) / 12`` in float32
+(:mod:`torchssc.prepare.float32` emulates the fused operations exactly).
+
 How it is made fast without changing the result:
 
 * Camera coordinates of voxel corners are affine in the voxel index, so each is a sum of 1-D
-  terms. ``round_half_away(fx * x / z + cx)`` equals ``trunc(q) - 1`` with
+  terms, evaluated in float64 from the float32-rounded inputs. float64 differs from the
+  kernel's float32 by far less than a bound computed from the magnitudes involved
+  (:func:`_float32_error_bound`), so only the voxels whose decision lies within that bound of a
+  threshold (a pixel boundary, ``z = 0``, ``depth - z = -1e-4``) are recomputed in the exact
+  float32 arithmetic (:func:`_observe_exact`, about 1% of the view). ``round_half_away(fx * x / z + cx)`` equals ``trunc(q) - 1`` with
   ``q = (fx * x + (cx + 1.5) * z) / z`` whenever ``q > 1`` (the same number, float64), so one
   division per axis and a lookup in a depth table padded by a one-pixel "outside" border give
   the pixel, its depth and its validity. The grid is processed a few slabs at a time so the
@@ -42,6 +55,7 @@ from torchssc.geometry import (
     NYU_INTRINSICS,
     Intrinsics,
 )
+from torchssc.prepare.float32 import fma32, roundf
 
 TRUNCATION_VOXELS = 12
 """SSCNet's truncation: 0.24 m at 0.02 m voxels."""
@@ -106,10 +120,6 @@ class FineTSDF:
             out[self.state < STATE_FRONT] = np.float32(fill)
         return out
 
-    def torchssc_values(self) -> np.ndarray:
-        """``(D, H, W) float32`` TorchSSC convention: unobserved = 0 (input of ``arr_0``)."""
-        return self.distance.copy()
-
     def sscnet_input(self) -> np.ndarray:
         """``(D, H, W) float32`` SSCNet's network input: fill 1.0, then :func:`flip_tsdf`."""
         out = flip_tsdf(self.distance)
@@ -135,6 +145,7 @@ def flip_tsdf(values: np.ndarray) -> np.ndarray:
 
 
 def _check_inputs(depth, pose, origin, intrinsics: Intrinsics):
+    """Checked ``(depth (H, W) float32, pose (4, 4) float64, origin (3,) float64)``."""
     depth = np.asarray(depth)
     if depth.shape != (intrinsics.height, intrinsics.width):
         raise ValueError(
@@ -149,7 +160,15 @@ def _check_inputs(depth, pose, origin, intrinsics: Intrinsics):
     origin = np.asarray(origin, dtype=np.float64).reshape(-1)
     if origin.shape != (3,):
         raise ValueError(f"origin must have 3 values (world x, y, z), got {origin.size}")
-    return depth, pose, origin
+    return depth.astype(np.float32, copy=False), pose, origin
+
+
+def _kernel_inputs(pose, origin, intrinsics: Intrinsics, voxel: float):
+    """The kernel's float32 constants: ``(rot (3, 3), t (3,), origin (3,), voxel, fx, fy, cx, cy)``."""
+    pose32 = np.asarray(pose, dtype=np.float32)
+    f = np.float32
+    return (pose32[:3, :3], pose32[:3, 3], np.asarray(origin, dtype=np.float32), f(voxel),
+            f(intrinsics.fx), f(intrinsics.fy), f(intrinsics.cx), f(intrinsics.cy))
 
 
 def depth_hits(
@@ -163,31 +182,31 @@ def depth_hits(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The voxel of every back-projected depth point inside the grid (step 1).
 
-    The same voxels as :func:`torchssc.geometry.depth_to_grid_index` (floor rounding), computed
-    on the valid pixels only.
+    The kernel's float32 arithmetic (module docstring): ``x = (u - cx) * d / fx``,
+    ``y = (v - cy) * d / fy``, ``z = d``; ``world = fma(r2, z, fma(r1, y, r0 * x)) + t`` per row
+    ``r`` of the rotation; voxel ``floor((world - origin) / voxel)``.
 
     Args:
-        depth: ``(H, W)`` metres, 0 = missing. pose: ``(4, 4)`` camera-to-world.
-        origin: ``(3,)`` world corner of the grid. voxel: edge (m). shape: grid shape.
+        depth: ``(H, W)`` metres, 0 = missing (computed as float32). pose: ``(4, 4)``
+            camera-to-world. origin: ``(3,)`` world corner of the grid. voxel: edge (m).
+            shape: grid shape.
     Returns:
         ``(pixels, voxels)``: ``(N,) int64`` flat pixel indices ``v * W + u`` in increasing
         order, and ``(N, 3) int64`` voxel indices ``(a, b, c)`` inside ``shape``.
     """
     depth, pose, origin = _check_inputs(depth, pose, origin, intrinsics)
+    rot, t, origin32, unit, fx, fy, cx, cy = _kernel_inputs(pose, origin, intrinsics, voxel)
     pixels = np.flatnonzero(depth.ravel() > 0)
-    d = depth.ravel()[pixels].astype(np.float64)
+    d = depth.ravel()[pixels].astype(np.float32)
     v, u = np.divmod(pixels, intrinsics.width)
-    x = (u.astype(np.float64) - intrinsics.cx) * d / intrinsics.fx
-    y = (v.astype(np.float64) - intrinsics.cy) * d / intrinsics.fy
-    # world = R @ cam + t, then the continuous grid coordinate in array-axis order (X, Z, Y);
-    # written out per axis (a (N, 3) @ (3, 3) matmul is slow and may start BLAS threads)
+    x = (u.astype(np.float32) - cx) * d / fx
+    y = (v.astype(np.float32) - cy) * d / fy
+    # world axis per array axis (X, Z, Y), then the grid coordinate
     cells, inside = [], np.ones(pixels.size, dtype=bool)
     for axis, world_axis in enumerate((0, 2, 1)):
-        r = pose[world_axis]
-        coord = r[0] * x + r[1] * y + r[2] * d + r[3]
-        coord -= origin[world_axis]
-        coord /= voxel
-        np.floor(coord, out=coord)
+        r = rot[world_axis]
+        world = fma32(r[2], d, fma32(r[1], y, r[0] * x)) + t[world_axis]
+        coord = np.floor((world - origin32[world_axis]) / unit)
         inside &= (coord >= 0) & (coord < shape[axis])
         cells.append(coord)
     voxels = np.stack([c[inside] for c in cells], axis=1).astype(np.int64)
@@ -237,7 +256,8 @@ def _projection_affine(
     pose: np.ndarray, origin: np.ndarray, intrinsics: Intrinsics, voxel: float
 ) -> np.ndarray:
     """``(3, 4)`` coefficients ``(const, a, b, c)`` of the corner of voxel ``(a, b, c)``'s
-    ``fx x + (cx + 1.5) z``, ``fy y + (cy + 1.5) z`` and ``z`` (camera coordinates).
+    ``fx x + (cx + 1.5) z``, ``fy y + (cy + 1.5) z`` and ``z`` (camera coordinates), in float64
+    from the kernel's float32-rounded inputs.
 
     The camera coordinates of the corner are ``R^T (origin + voxel * (a, c, b) - t)`` =
     ``base + a * voxel * R[0] + b * voxel * R[2] + c * voxel * R[1]`` (rows of R). Dividing the
@@ -246,17 +266,57 @@ def _projection_affine(
     ``1 < qu < W + 1`` and ``1 < qv < H + 1``, and ``trunc(qu)``, ``trunc(qv)`` index a depth
     table padded by one pixel on each side, whose border marks "outside the image".
     """
-    rot, t = pose[:3, :3], pose[:3, 3]
-    rows = np.array(
-        [
-            [intrinsics.fx, 0.0, intrinsics.cx + 1.5],
-            [0.0, intrinsics.fy, intrinsics.cy + 1.5],
-            [0.0, 0.0, 1.0],
-        ]
+    rot, t, origin, voxel, fx, fy, cx, cy = (
+        np.asarray(x, dtype=np.float64) for x in _kernel_inputs(pose, origin, intrinsics, voxel)
     )
+    rows = np.array([[fx, 0.0, cx + 1.5], [0.0, fy, cy + 1.5], [0.0, 0.0, 1.0]])
     base = rot.T @ (origin - t)
     steps = (voxel * rot[0], voxel * rot[2], voxel * rot[1])  # per a, b, c
     return np.stack([rows @ base] + [rows @ step for step in steps], axis=1)
+
+
+def _float32_error_bound(pose, origin, intrinsics: Intrinsics, voxel: float, shape) -> float:
+    """A bound (m) on how far the kernel's float32 camera coordinates of a voxel corner can be
+    from the exact ones: about 6 roundings, each at most ``2^-24`` of a magnitude <= ``2 M``,
+    where ``M`` bounds the world coordinates involved; doubled for safety."""
+    rot, t, origin32, unit, *_ = _kernel_inputs(pose, origin, intrinsics, voxel)
+    magnitude = float(np.abs(origin32).max()) + float(unit) * max(shape) + float(np.abs(t).max())
+    return 24.0 * 2.0 ** -24 * magnitude
+
+
+def _observe_exact(
+    index: np.ndarray, depth: np.ndarray, pose, origin, intrinsics: Intrinsics, voxel: float
+) -> np.ndarray:
+    """Steps 2-3 for a few voxels, in the kernel's exact float32 arithmetic (module docstring).
+
+    Args:
+        index: ``(N, 3) int64`` voxel indices ``(a, b, c)``. depth: ``(H, W) float32``.
+    Returns:
+        ``(N,) uint8`` ``STATE_*`` codes 0..3.
+    """
+    rot, t, origin32, unit, fx, fy, cx, cy = _kernel_inputs(pose, origin, intrinsics, voxel)
+    a, b, c = (index[:, k].astype(np.float32) for k in range(3))
+    px = fma32(a, unit, origin32[0]) - t[0]  # world X from a, Y from c, Z from b
+    py = fma32(c, unit, origin32[1]) - t[1]
+    pz = fma32(b, unit, origin32[2]) - t[2]
+    x, y, z = (fma32(rot[2, k], pz, fma32(rot[1, k], py, rot[0, k] * px)) for k in range(3))
+    front = z > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = roundf(np.where(front, fma32(fx, x / z, cx), -1))
+        v = roundf(np.where(front, fma32(fy, y / z, cy), -1))
+    in_view = front & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+    d = depth[v[in_view], u[in_view]]
+    behind = (d - z[in_view]).astype(np.float64) <= -SIGN_EPS  # float32 difference
+    state = np.full(len(index), STATE_OUTSIDE_VIEW, dtype=np.uint8)
+    state[in_view] = np.where(
+        (d >= MIN_DEPTH) & (d <= MAX_DEPTH), np.where(behind, STATE_BEHIND, STATE_FRONT), STATE_NO_DEPTH
+    )
+    return state
+
+
+def _near_integer(q: np.ndarray, tol: np.ndarray, upper: float) -> np.ndarray:
+    """``q`` within ``tol`` of an integer in ``[0, upper]`` (a pixel boundary of the rounding)."""
+    return (np.abs(q - np.rint(q)) < tol) & (q > -1.0) & (q < upper + 1.0)
 
 
 def _view_constraints(affine: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
@@ -309,6 +369,34 @@ def _observe_grid(
         ``(state, sign)``: ``shape`` uint8 ``STATE_*`` codes 0..3, and float32 sign: +1 observed
         in front, -1 observed behind, 0 not observed.
     """
+    depth = np.asarray(depth, dtype=np.float32)
+    state, unsure = _observe_fast(depth, pose, origin, intrinsics, voxel, shape, slab)
+    if len(unsure):
+        exact = _observe_exact(unsure, depth, pose, origin, intrinsics, voxel)
+        state[unsure[:, 0], unsure[:, 1], unsure[:, 2]] = exact
+    sign_tab = np.zeros(4, dtype=np.float32)
+    sign_tab[STATE_FRONT], sign_tab[STATE_BEHIND] = 1.0, -1.0
+    return state, np.take(sign_tab, state)
+
+
+def _observe_fast(
+    depth: np.ndarray,
+    pose: np.ndarray,
+    origin: np.ndarray,
+    intrinsics: Intrinsics,
+    voxel: float,
+    shape: tuple[int, int, int],
+    slab: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 2-3 in float64 (module docstring), and the voxels float64 cannot decide.
+
+    Args:
+        depth: ``(H, W) float32`` metres.
+    Returns:
+        ``(state, unsure)``: ``shape`` uint8 ``STATE_*`` codes 0..3, and ``(N, 3) int64``
+        indices of the voxels whose state float32 rounding could change (a value within
+        :func:`_float32_error_bound` of a threshold); their state here is float64's guess.
+    """
     d0, d1, d2 = shape
     width, height = intrinsics.width, intrinsics.height
     affine = _projection_affine(pose, origin, intrinsics, voxel)
@@ -320,35 +408,39 @@ def _observe_grid(
     # In-view voxels satisfy 5 linear inequalities in (a, b, c): z > 0, 1 < qu < W + 1 and
     # 1 < qv < H + 1 (times z). Each slab is processed only inside a conservative box of them.
     lin = _view_constraints(affine, intrinsics).tolist()
+    # float32 vs float64: camera coordinates differ by at most `delta` metres, hence a pixel
+    # coordinate by at most fx * delta * (1 + |x / z|) / z plus two float32 roundings of ~640
+    delta = _float32_error_bound(pose, origin, intrinsics, voxel, shape)
+    pixel_tol = 2.0 * max(intrinsics.fx, intrinsics.fy) * delta
+    z_tol = 2.0 * delta
 
     # Padded (H + 2, W + 2) tables: pixel code (0 border, 1 no valid depth, 2 valid depth) and
     # depth (NaN where not valid, so that comparisons with it are False).
-    # float32 depth (as decoded from PNGs) is gathered as float32: exact in the float64 difference.
-    depth = np.asarray(depth)
-    depth = depth if depth.dtype in (np.float32, np.float64) else depth.astype(np.float64)
     valid = (depth >= MIN_DEPTH) & (depth <= MAX_DEPTH)
     code_tab = np.zeros((height + 2, width + 2), dtype=np.uint8)
     code_tab[1:-1, 1:-1] = np.where(valid, STATE_FRONT, STATE_NO_DEPTH)
-    depth_tab = np.full((height + 2, width + 2), np.nan, dtype=depth.dtype)
+    depth_tab = np.full((height + 2, width + 2), np.nan, dtype=np.float32)
     depth_tab[1:-1, 1:-1] = np.where(valid, depth, np.nan)
     code_tab, depth_tab = code_tab.ravel(), depth_tab.ravel()
-    sign_tab = np.zeros(4, dtype=np.float32)
-    sign_tab[STATE_FRONT], sign_tab[STATE_BEHIND] = 1.0, -1.0
 
     state = np.zeros(shape, dtype=np.uint8)
-    sign = np.zeros(shape, dtype=np.float32)
+    unsure_parts = []
     with np.errstate(divide="ignore", invalid="ignore"):
         for a0 in range(0, d0, slab):
             a1 = min(a0 + slab, d0)
             box = _slab_view_box(lin, a0, a1, d1, d2)
             if box is None:
-                continue  # the whole slab is outside the view: state 0, sign 0
+                continue  # the whole slab is outside the view: state 0
             sub = plane[(slice(None),) + box]
             z = sub[2] + along_a[2, a0:a1, None, None]
             qu = sub[0] + along_a[0, a0:a1, None, None]
             qv = sub[1] + along_a[1, a0:a1, None, None]
             np.divide(qu, z, out=qu)
             np.divide(qv, z, out=qv)
+            tol = 1e-3 + pixel_tol / z
+            unsure = _near_integer(qu, tol, width + 1.0) | _near_integer(qv, tol, height + 1.0)
+            unsure &= z > z_tol
+            unsure |= np.abs(z) <= z_tol
             if sub[2].min() + along_a[2, a0:a1].min() <= 0:  # part of the slab is behind the camera
                 behind_cam = z <= 0
                 qu[behind_cam] = 0.0
@@ -361,10 +453,14 @@ def _observe_grid(
             code = np.take(code_tab, pix)
             diff = np.subtract(np.take(depth_tab, pix), z, dtype=np.float64)
             code += diff <= -SIGN_EPS  # observed and behind: 2 -> 3 (NaN compares False)
-            target = (slice(a0, a1),) + box
-            state[target] = code
-            np.take(sign_tab, code, out=sign[target], mode="clip")  # codes are 0..3
-    return state, sign
+            unsure |= np.abs(diff + SIGN_EPS) < z_tol
+            state[(slice(a0, a1),) + box] = code
+            if unsure.any():
+                local = np.argwhere(unsure)
+                local += (a0, box[0].start, box[1].start)
+                unsure_parts.append(local)
+    unsure = np.concatenate(unsure_parts) if unsure_parts else np.zeros((0, 3), dtype=np.int64)
+    return state, unsure
 
 
 def _minplus_pass(f: np.ndarray, truncation: int, cap: int) -> np.ndarray:
@@ -483,8 +579,9 @@ def compute_tsdf(
     state, distance = _observe_grid(depth, pose, origin, intrinsics, voxel, shape)
     # |value| = min(1, dist / T): 1 outside the box around the surface, a lookup inside it
     crop, squared = _squared_distance_crop(unique, shape, truncation)
-    magnitude = np.minimum(1.0, np.sqrt(np.arange(truncation * truncation + 2)) / truncation)
-    distance[crop] *= np.take(magnitude.astype(np.float32), squared)
+    # sqrtf(d²) / T in float32, as the kernel
+    magnitude = np.sqrt(np.arange(truncation * truncation + 2, dtype=np.float32)) / np.float32(truncation)
+    distance[crop] *= np.take(np.minimum(np.float32(1.0), magnitude), squared)
     state.ravel()[surface_flat] = STATE_SURFACE
     distance.ravel()[surface_flat] = 0.0
     return FineTSDF(distance=distance, state=state)

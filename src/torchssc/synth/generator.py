@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
-from torchssc.io.depthbin import write_bin, write_depth_png
+from torchssc.io.depthbin import write_bin, write_depth_png, write_intrinsics_file
 from torchssc.io.prepared import write_rgb, write_split
 from torchssc.synth.raycast import raycast, surface_frames
 from torchssc.synth.render import NOISE_MODES, kinect_noise, shade
@@ -221,6 +221,7 @@ def generate_dataset(
                          f"{', ...' if len(stale) > 3 else ''}); use an empty folder")
     for name in SPLIT_DIRS.values():
         (out / name).mkdir(parents=True, exist_ok=True)
+        write_intrinsics_file(out / name, intrinsics)  # torchssc prepare reads it
     bar = None
     if progress:
         from tqdm import tqdm
