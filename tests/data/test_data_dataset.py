@@ -139,7 +139,8 @@ def test_ids_from_list_and_ints(root):
 
 def test_missing_files_error_lists_them(root, tmp_path):
     src, frames = root
-    # A fresh root: frame 0001 complete, 0003 without its mapping and sketch, 0005 absent.
+    # A fresh root: frame 0001 complete, 0003 without its mapping and sketch (the sketch is
+    # optional: computed from the labels), 0005 absent.
     write_frame(tmp_path, "0001", frames["0001"])
     write_frame(tmp_path, "0003", frames["0003"])
     frame_paths(tmp_path, "0003")["mapping"].unlink()
@@ -148,9 +149,10 @@ def test_missing_files_error_lists_them(root, tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         SSCDataset(tmp_path, "test")
     msg = str(info.value)
-    expected = [frame_paths(tmp_path, "0003")[k] for k in ("mapping", "sketch")]
-    expected += [frame_paths(tmp_path, "0005")[k] for k in ("tsdf", "mapping", "label", "sketch")]
-    assert "6 file(s) missing for split 'test'" in msg
+    expected = [frame_paths(tmp_path, "0003")[k] for k in ("mapping",)]
+    expected += [frame_paths(tmp_path, "0005")[k] for k in ("tsdf", "mapping", "label")]
+    assert "4 file(s) missing for split 'test'" in msg
+    assert str(frame_paths(tmp_path, "0003")["sketch"]) not in msg
     for path in expected:
         assert str(path) in msg
     assert str(frame_paths(tmp_path, "0001")["tsdf"]) not in msg
@@ -162,12 +164,12 @@ def test_missing_files_error_lists_them(root, tmp_path):
 
 
 def test_missing_list_is_truncated_with_a_count(tmp_path):
-    ids = [f"{i:04d}" for i in range(1, 26)]  # 25 absent frames x 4 required files
+    ids = [f"{i:04d}" for i in range(1, 26)]  # 25 absent frames x 3 required files
     with pytest.raises(FileNotFoundError) as info:
         SSCDataset(tmp_path, ids)
     msg = str(info.value)
-    assert "100 file(s) missing" in msg
-    assert "... and 80 more" in msg
+    assert "75 file(s) missing" in msg
+    assert "... and 55 more" in msg
     assert msg.count(str(tmp_path)) == 1 + 20  # the root, then 20 listed paths
 
 

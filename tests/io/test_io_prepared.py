@@ -105,7 +105,8 @@ def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="unreadable"):
         read_frame(tmp_path, "0003")
     p["sketch"].unlink()
-    assert missing_files(tmp_path, "0003") == [p["sketch"]]
+    assert missing_files(tmp_path, "0003") == []  # the sketch is optional: computed from labels
+    assert missing_files(tmp_path, "0003", ("sketch",)) == [p["sketch"]]
     with pytest.raises(FileNotFoundError, match="TSDF.0003.npz: missing"):
         read_frame(tmp_path / "elsewhere", "0003")
 
@@ -124,3 +125,42 @@ def test_splits_and_rgb(tmp_path):
         write_rgb(tmp_path / "y.png", rgb.astype(np.float32))
     with pytest.raises(FileNotFoundError):
         read_rgb(tmp_path / "none.png")
+
+
+def test_release_layout_is_read_as_it_is(tmp_path):
+    """L/ T/ Mapping/ with the released dtypes (int32 labels, float64 weights, int64 mapping),
+    no sketch3D/ (computed from the labels) and a prior PNG."""
+    from PIL import Image
+
+    from torchssc.io.prepared import read_prior
+    from torchssc.prepare.sketch import sketch_from_labels
+
+    ref = _frame(5)
+    (tmp_path / "L").mkdir()
+    (tmp_path / "T").mkdir()
+    (tmp_path / "Mapping").mkdir()
+    (tmp_path / "seg_result_label13").mkdir()
+    np.savez_compressed(tmp_path / "L" / "0005.npz", ref.label.astype(np.int32).ravel())
+    np.savez_compressed(tmp_path / "T" / "0005.npz", ref.tsdf.ravel(), ref.label_weight.astype(np.float64).ravel())
+    np.savez_compressed(tmp_path / "Mapping" / "0005.npz", ref.mapping.astype(np.int64))
+    prior = np.random.default_rng(0).integers(0, 14, (480, 640)).astype(np.uint8)
+    Image.fromarray(prior).save(tmp_path / "seg_result_label13" / "0005.png")
+    p = frame_paths(tmp_path, "0005")
+    assert p["label"] == tmp_path / "L" / "0005.npz" and p["tsdf"] == tmp_path / "T" / "0005.npz"
+    back = read_frame(tmp_path, "0005", prior=True)
+    np.testing.assert_array_equal(back.label, ref.label)
+    np.testing.assert_array_equal(back.label_weight, ref.label_weight)
+    np.testing.assert_array_equal(back.tsdf, ref.tsdf)
+    np.testing.assert_array_equal(back.sketch, sketch_from_labels(ref.label))
+    np.testing.assert_array_equal(back.prior, prior)
+    assert back.label.dtype == np.uint8 and back.prior.dtype == np.uint8
+    # a bad prior is named
+    Image.fromarray(np.full((480, 640), 14, np.uint8)).save(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="bad.png: prior ids must be 0..13"):
+        read_prior(tmp_path / "bad.png")
+    Image.fromarray(prior[:100]).save(tmp_path / "small.png")
+    with pytest.raises(ValueError, match="small.png: prior is 640x100, expected 640x480"):
+        read_prior(tmp_path / "small.png")
+    Image.fromarray(np.zeros((480, 640, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="rgb.png: the prior must be a single-channel"):
+        read_prior(tmp_path / "rgb.png")

@@ -16,6 +16,7 @@ key                shape, dtype                meaning
 ``tsdf_fine``      ``(1, 240, 144, 240) f32``  SSCNet flipped TSDF (``fine=True``)
 ``depth``          ``(1, H, W) float32``       metres, 0 = missing (``depth=True``)
 ``visibility``     ``(60, 36, 60) int64``      ``geometry.VIS_*`` codes (``visibility=True``)
+``prior``          ``(H, W) int64``            2D semantic prior, ids 0..13 (``prior`` on/auto)
 ``pose``           ``(4, 4) float32``          camera-to-world (when every frame has Meta/)
 ``origin``         ``(3,) float32``            world corner of the grid (idem)
 ``intrinsics``     ``(6,) float32``            fx, fy, cx, cy, W, H (idem)
@@ -72,9 +73,10 @@ class SSCDataset(Dataset):
     """Prepared SSC frames under ``root`` (TorchSSC layout plus torchssc's extras).
 
     Args:
-        root: folder holding ``train.txt``/``test.txt``, ``TSDF/``, ``Mapping/``, ``Label/``,
-            ``sketch3D/`` (and optionally ``RGB/``, ``Meta/``, ``Depth/``, ``Visibility/``,
-            ``TSDFFine/``).
+        root: folder holding ``train.txt``/``test.txt``, ``TSDF/``, ``Mapping/``, ``Label/``
+            (or the release's ``T/``, ``Mapping/``, ``L/``), and optionally ``sketch3D/``
+            (computed from the labels when missing), ``RGB/``, ``Meta/``, ``Depth/``,
+            ``Visibility/``, ``TSDFFine/``, ``seg_result_label13/``.
         split: a split name (reads ``<root>/<split>.txt``, e.g. ``"train"``, ``"test"``) or an
             explicit sequence of frame ids (``"0001"``; ints are formatted ``%04d``).
         rgb: ``True`` requires every frame's RGB; ``False`` never loads it; ``"auto"`` loads it
@@ -82,6 +84,9 @@ class SSCDataset(Dataset):
         fine: also load ``tsdf_fine`` (SSCNet input); required for every frame.
         depth: also load ``depth``; required for every frame.
         visibility: also load ``visibility``; required for every frame.
+        prior: the 2D semantic prior (``seg_result_label13/<id>.png``, NYU-13 ids): ``True``
+            requires it for every frame, ``False`` never loads it, ``"auto"`` loads it when
+            every listed frame has one.
 
     ``pose``, ``origin`` and ``intrinsics`` are included when every frame has its ``Meta/``
     file (frames prepared by ``torchssc prepare`` do; third-party TorchSSC data does not).
@@ -101,9 +106,11 @@ class SSCDataset(Dataset):
         fine: bool = False,
         depth: bool = False,
         visibility: bool = False,
+        prior: bool | str = False,
     ):
-        if rgb not in (True, False, "auto"):
-            raise ValueError(f"rgb must be True, False or 'auto', got {rgb!r}")
+        for name, value in (("rgb", rgb), ("prior", prior)):
+            if value not in (True, False, "auto"):
+                raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
         self.root = Path(root)
         if isinstance(split, str):
             self.split_name: str | None = str(split)
@@ -127,17 +134,21 @@ class SSCDataset(Dataset):
             need.append("depth")
         if self.visibility:
             need.append("visibility")
+        if prior is True:
+            need.append("prior")
         missing: list[Path] = []
-        all_rgb = all_meta = True
+        all_rgb = all_meta = all_prior = True
         for frame_id in self.ids:
             paths = frame_paths(self.root, frame_id)
             missing.extend(paths[k] for k in need if not paths[k].is_file())
             all_rgb &= paths["rgb"].is_file()
             all_meta &= paths["meta"].is_file()
+            all_prior &= paths["prior"].is_file()
         if missing:
             what = f"split '{self.split_name}'" if self.split_name else f"{len(self.ids)} listed frame(s)"
             raise FileNotFoundError(f"{self.root}: " + _missing_report(missing, what))
         self.has_rgb = all_rgb if rgb == "auto" else bool(rgb)
+        self.has_prior = all_prior if prior == "auto" else bool(prior)
         self.has_meta = all_meta
 
     def __len__(self) -> int:
@@ -146,7 +157,8 @@ class SSCDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         frame_id = self.ids[index]
         frame = read_frame(
-            self.root, frame_id, rgb=self.has_rgb, fine=self.fine, visibility=self.visibility, depth=self.depth
+            self.root, frame_id, rgb=self.has_rgb, fine=self.fine, visibility=self.visibility,
+            depth=self.depth, prior=self.has_prior,
         )
         item: dict = {"id": frame_id}
         if self.has_rgb:
@@ -164,6 +176,8 @@ class SSCDataset(Dataset):
             item["depth"] = torch.from_numpy(frame.depth.astype(np.float32)).unsqueeze(0)
         if self.visibility:
             item["visibility"] = torch.from_numpy(frame.visibility.astype(np.int64)).reshape(LABEL_SHAPE)
+        if self.has_prior:
+            item["prior"] = torch.from_numpy(frame.prior.astype(np.int64))
         if self.has_meta:
             if frame.pose is None:  # deleted after construction
                 raise FileNotFoundError(f"{frame_paths(self.root, frame_id)['meta']}: missing")
@@ -187,5 +201,6 @@ class SSCDataset(Dataset):
     def __repr__(self) -> str:
         split = self.split_name if self.split_name is not None else f"<{len(self.ids)} ids>"
         extras = [k for k, on in (("rgb", self.has_rgb), ("fine", self.fine), ("depth", self.depth),
-                                  ("visibility", self.visibility), ("meta", self.has_meta)) if on]
+                                  ("visibility", self.visibility), ("prior", self.has_prior),
+                                  ("meta", self.has_meta)) if on]
         return f"SSCDataset(root={str(self.root)!r}, split={split!r}, frames={len(self)}, extras={extras})"

@@ -7,7 +7,14 @@
     <root>/TSDF/<id>.npz            arr_0: TSDF 60x36x60; arr_1: label_weight (129,600)
     <root>/Mapping/<id>.npz         arr_0: 129,600 pixel indices (v*640+u), 307200 = no pixel
     <root>/Label/<id>.npz           arr_0: 129,600 labels 0..11 or 255
-    <root>/sketch3D/<id>.npy        60x36x60 binary sketch
+    <root>/sketch3D/<id>.npy        60x36x60 binary sketch (optional: computed from the labels)
+
+The released NYU files are read as they are: ``L/`` and ``T/`` (the names SISNet and CVSformer
+use) stand for ``Label/`` and ``TSDF/``; int32 labels, float64 weights and int64 mappings are
+accepted; a missing ``sketch3D/`` file is computed from the labels on load (about 14 ms, never
+written into the data folder); the 2D semantic prior is read when present:
+
+    <root>/seg_result_label13/<id>.png  8-bit 480x640 NYU-13 ids 0..13 (0 void)
 
 torchssc's own extras, which do not disturb the layout:
 
@@ -24,17 +31,23 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, LABEL_NUMEL
+from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, LABEL_NUMEL, NUM_CLASSES
 from torchssc.io.atomic import atomic_path, write_bytes_atomic
 from torchssc.io.depthbin import read_depth_png, write_depth_png
 
 SPLITS = ("train", "test")
+PRIOR_CLASSES = 14
+"""Ids of the 2D semantic prior: 0 void, then NYU-13 (bed, books, ceiling, chair, floor,
+furniture, objects, picture, sofa, table, tv, wall, window)."""
+FOLDER_ALIASES = {"Label": "L", "TSDF": "T"}
+"""Folder name -> the name the released NYU files (SISNet/CVSformer) use for it."""
 
 
 @dataclass
@@ -54,6 +67,7 @@ class PreparedFrame:
         visibility: ``(60, 36, 60) uint8`` codes, or None.
         tsdf_fine: ``(240, 144, 240)`` flipped fine TSDF (float16 on disk), or None.
         depth: ``(H, W) float32`` metres (0 = missing), or None.
+        prior: ``(H, W) uint8`` 2D semantic prior, ids 0..13 (:data:`PRIOR_CLASSES`), or None.
     """
 
     tsdf: np.ndarray
@@ -68,27 +82,38 @@ class PreparedFrame:
     visibility: np.ndarray | None = None
     tsdf_fine: np.ndarray | None = None
     depth: np.ndarray | None = None
+    prior: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------------------
 # Paths
+def _folder(root: Path, name: str) -> Path:
+    """``root/name``, or its release alias (``L``, ``T``) when only that one exists."""
+    alias = FOLDER_ALIASES.get(name)
+    if alias is not None and not (root / name).is_dir() and (root / alias).is_dir():
+        return root / alias
+    return root / name
+
+
 def frame_paths(root: str | os.PathLike, frame_id: str) -> dict[str, Path]:
     """Every file a frame may have, by field name."""
     root = Path(root)
     return {
         "rgb": root / "RGB" / f"NYU{frame_id}_colors.png",
-        "tsdf": root / "TSDF" / f"{frame_id}.npz",
+        "tsdf": _folder(root, "TSDF") / f"{frame_id}.npz",
         "mapping": root / "Mapping" / f"{frame_id}.npz",
-        "label": root / "Label" / f"{frame_id}.npz",
+        "label": _folder(root, "Label") / f"{frame_id}.npz",
         "sketch": root / "sketch3D" / f"{frame_id}.npy",
         "meta": root / "Meta" / f"{frame_id}.npz",
         "depth": root / "Depth" / f"{frame_id}.png",
         "visibility": root / "Visibility" / f"{frame_id}.npz",
         "tsdf_fine": root / "TSDFFine" / f"{frame_id}.npz",
+        "prior": root / "seg_result_label13" / f"{frame_id}.png",
     }
 
 
-REQUIRED = ("tsdf", "mapping", "label", "sketch")
+REQUIRED = ("tsdf", "mapping", "label")
+"""Files every prepared frame has (the sketch is computed from the labels when missing)."""
 
 
 def missing_files(root: str | os.PathLike, frame_id: str, need: tuple[str, ...] = REQUIRED) -> list[Path]:
@@ -123,8 +148,8 @@ def _load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
         with np.load(path, allow_pickle=False) as data:
             found = list(data.keys())
             arrays = {k: data[k] for k in keys if k in found}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: unreadable npz ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: unreadable npz ({type(exc).__name__}: {exc})") from None
     for key in keys:
         if key not in arrays:
             raise ValueError(f"{path}: has no array '{key}' (found {found})")
@@ -156,6 +181,44 @@ def write_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
         Image.fromarray(rgb).save(tmp, format="PNG")
 
 
+def read_prior(path: str | os.PathLike, size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """A 2D semantic prior PNG: ``(H, W) uint8`` ids 0..13 (:data:`PRIOR_CLASSES`).
+
+    Args:
+        size: the expected ``(H, W)`` (the depth image's).
+    Raises:
+        FileNotFoundError / ValueError naming the file (unreadable, not single-channel 8-bit,
+        wrong size, an id above 13).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such prior image")
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            prior = np.array(img)
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable image ({exc})") from None
+    if mode not in ("L", "P") or prior.ndim != 2:
+        raise ValueError(f"{path}: the prior must be a single-channel 8-bit label image, got mode {mode}")
+    if prior.shape != tuple(size):
+        raise ValueError(f"{path}: prior is {prior.shape[1]}x{prior.shape[0]}, expected {size[1]}x{size[0]}")
+    if prior.size and prior.max() >= PRIOR_CLASSES:
+        raise ValueError(f"{path}: prior ids must be 0..{PRIOR_CLASSES - 1}, found {int(prior.max())}")
+    return prior.astype(np.uint8)
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """``(60, 36, 60) uint8`` labels 0..11 or 255 from a ``Label/`` (or ``L/``) ``.npz``."""
+    label = _as_grid(_load_npz(path)[0], LABEL_SHAPE, path)
+    if not np.issubdtype(label.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integers, got dtype {label.dtype}")
+    bad = (label < 0) | ((label >= NUM_CLASSES) & (label != 255))
+    if bad.any():
+        raise ValueError(f"{path}: labels must be 0..11 or 255, found {np.unique(label[bad])[:5].tolist()}")
+    return label.astype(np.uint8)
+
+
 def read_frame(
     root: str | os.PathLike,
     frame_id: str,
@@ -163,41 +226,52 @@ def read_frame(
     fine: bool = False,
     visibility: bool = False,
     depth: bool = False,
+    prior: bool = False,
 ) -> PreparedFrame:
-    """Read a prepared frame.
+    """Read a prepared frame (torchssc's layout or the released NYU files as they are).
 
     Args:
         rgb: read the RGB image when it exists (a missing one gives ``rgb=None``).
         fine: also read the fine flipped TSDF (must exist).
         visibility: also read the visibility volume (must exist).
         depth: also read the depth image (must exist).
+        prior: also read the 2D semantic prior (must exist).
+    Raises:
+        FileNotFoundError / ValueError naming the missing or malformed file.
     """
+    from torchssc.prepare.sketch import sketch_from_labels  # io does not need prepare otherwise
+
     p = frame_paths(root, frame_id)
     tsdf, weight = _load_npz(p["tsdf"], "arr_0", "arr_1")
     tsdf = _as_grid(tsdf, LABEL_SHAPE, p["tsdf"]).astype(np.float32)
     weight = _as_grid(weight, LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
     mapping = _as_grid(_load_npz(p["mapping"])[0], (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
-    label = _as_grid(_load_npz(p["label"])[0], LABEL_SHAPE, p["label"])
-    if label.size and (label.min() < 0 or (label.max() > 11 and not np.all((label <= 11) | (label == 255)))):
-        raise ValueError(f"{p['label']}: labels must be 0..11 or 255")
-    label = label.astype(np.uint8)
-    if not p["sketch"].is_file():
-        raise FileNotFoundError(f"{p['sketch']}: missing")
-    sketch = _as_grid(np.load(p["sketch"], allow_pickle=False), LABEL_SHAPE, p["sketch"]).astype(np.uint8)
+    label = read_labels(p["label"])
+    if p["sketch"].is_file():
+        try:
+            sketch = np.load(p["sketch"], allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{p['sketch']}: unreadable npy ({exc})") from None
+        sketch = _as_grid(sketch, LABEL_SHAPE, p["sketch"]).astype(np.uint8)
+    else:
+        sketch = sketch_from_labels(label)
     frame = PreparedFrame(tsdf=tsdf, label_weight=weight, mapping=mapping, label=label, sketch=sketch)
     if rgb and p["rgb"].is_file():
         frame.rgb = read_rgb(p["rgb"])
     if p["meta"].is_file():
-        with np.load(p["meta"], allow_pickle=False) as meta:
-            frame.pose = meta["pose"].astype(np.float64).reshape(4, 4)
-            frame.origin = meta["origin"].astype(np.float64).reshape(3)
-            frame.intrinsics = meta["intrinsics"].astype(np.float64).ravel()
+        meta = _load_npz(p["meta"], "pose", "origin", "intrinsics")
+        frame.pose = meta[0].astype(np.float64).reshape(4, 4)
+        frame.origin = meta[1].astype(np.float64).reshape(3)
+        frame.intrinsics = meta[2].astype(np.float64).ravel()
+    image_size = (480, 640) if frame.intrinsics is None else (int(frame.intrinsics[5]), int(frame.intrinsics[4]))
     if visibility:
         frame.visibility = _as_grid(_load_npz(p["visibility"])[0], LABEL_SHAPE, p["visibility"]).astype(np.uint8)
     if depth:
         frame.depth = read_depth_png(p["depth"])
     if fine:
         frame.tsdf_fine = _as_grid(_load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
+    if prior:
+        frame.prior = read_prior(p["prior"], image_size)
     return frame
 
 

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 BIN_PATTERN = re.compile(r"^NYU(\d{4})_0000\.bin$")
 """Raw frame file name; the 4 digits are the frame id (the 1-based NYUv2 image index)."""
 
-PREPARED_FIELDS = REQUIRED + ("meta", "depth", "visibility")
+PREPARED_FIELDS = REQUIRED + ("sketch", "meta", "depth", "visibility")
 """Fields of :func:`~torchssc.io.prepared.frame_paths` every prepared frame has; ``rgb`` and
 ``tsdf_fine`` are added when an RGB source exists / ``fine`` is asked for."""
 
