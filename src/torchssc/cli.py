@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("torchssc.demo_command", "the whole toolkit on synthetic rooms: generate, prepare, train, evaluate, render"),
     "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
+    "check-data": ("torchssc.data.check_command", "check every scene of a prepared folder (files, dtypes, values, rules)"),
     "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
     "eval": ("torchssc.engine.eval_command", "evaluate checkpoints under a named protocol"),

@@ -139,7 +139,7 @@ def write_split(root: str | os.PathLike, split: str, ids: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------------
 # Tolerant array readers
-def _load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
+def load_npz(path: Path, *keys: str) -> tuple[np.ndarray, ...]:
     """The arrays ``keys`` (default ``arr_0``) of one ``.npz``, opened once."""
     keys = keys or ("arr_0",)
     if not path.is_file():
@@ -210,7 +210,7 @@ def read_prior(path: str | os.PathLike, size: tuple[int, int] = (480, 640)) -> n
 
 def read_labels(path: Path) -> np.ndarray:
     """``(60, 36, 60) uint8`` labels 0..11 or 255 from a ``Label/`` (or ``L/``) ``.npz``."""
-    label = _as_grid(_load_npz(path)[0], LABEL_SHAPE, path)
+    label = _as_grid(load_npz(path)[0], LABEL_SHAPE, path)
     if not np.issubdtype(label.dtype, np.integer):
         raise ValueError(f"{path}: labels must be integers, got dtype {label.dtype}")
     bad = (label < 0) | ((label >= NUM_CLASSES) & (label != 255))
@@ -242,10 +242,10 @@ def read_frame(
     from torchssc.prepare.sketch import sketch_from_labels  # io does not need prepare otherwise
 
     p = frame_paths(root, frame_id)
-    tsdf, weight = _load_npz(p["tsdf"], "arr_0", "arr_1")
+    tsdf, weight = load_npz(p["tsdf"], "arr_0", "arr_1")
     tsdf = _as_grid(tsdf, LABEL_SHAPE, p["tsdf"]).astype(np.float32)
     weight = _as_grid(weight, LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
-    mapping = _as_grid(_load_npz(p["mapping"])[0], (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
+    mapping = _as_grid(load_npz(p["mapping"])[0], (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
     label = read_labels(p["label"])
     if p["sketch"].is_file():
         try:
@@ -259,17 +259,17 @@ def read_frame(
     if rgb and p["rgb"].is_file():
         frame.rgb = read_rgb(p["rgb"])
     if p["meta"].is_file():
-        meta = _load_npz(p["meta"], "pose", "origin", "intrinsics")
+        meta = load_npz(p["meta"], "pose", "origin", "intrinsics")
         frame.pose = meta[0].astype(np.float64).reshape(4, 4)
         frame.origin = meta[1].astype(np.float64).reshape(3)
         frame.intrinsics = meta[2].astype(np.float64).ravel()
     image_size = (480, 640) if frame.intrinsics is None else (int(frame.intrinsics[5]), int(frame.intrinsics[4]))
     if visibility:
-        frame.visibility = _as_grid(_load_npz(p["visibility"])[0], LABEL_SHAPE, p["visibility"]).astype(np.uint8)
+        frame.visibility = _as_grid(load_npz(p["visibility"])[0], LABEL_SHAPE, p["visibility"]).astype(np.uint8)
     if depth:
         frame.depth = read_depth_png(p["depth"])
     if fine:
-        frame.tsdf_fine = _as_grid(_load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
+        frame.tsdf_fine = _as_grid(load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
     if prior:
         frame.prior = read_prior(p["prior"], image_size)
     return frame

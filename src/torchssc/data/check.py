@@ -1,0 +1,208 @@
+"""The data doctor: check every scene of a prepared folder before a long run.
+
+:func:`check_scene` reads one scene's files as they are on disk (no dtype conversion) and lists
+what is wrong with them; :func:`check_root` does it for every scene of the split lists, in
+worker processes. Checked, per scene:
+
+* the required files (``TSDF/`` or ``T/``, ``Mapping/``, ``Label/`` or ``L/``) are present and
+  readable, with 129,600 values each (flat or 60x36x60);
+* dtypes: integer labels and mapping, floating-point TSDF; label_weight all 0 or 1;
+* label values in 0..11 or 255; mapping values in ``0..W*H`` (``W*H`` = no pixel);
+* the TSDF is finite and within [-1, 1];
+* label_weight follows the rule of ``docs/data.md``: 1 exactly where the label is a class
+  (1..11) or the TSDF is below -0.5;
+* optional files, when present: the sketch (60x36x60, 0/1), the 2D prior (8-bit, the image's
+  size, ids 0..13), the ``Meta/`` file (pose, origin, intrinsics).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE, NUM_CLASSES
+from torchssc.io.prepared import SPLITS, frame_paths, load_npz, read_prior, read_split
+from torchssc.prepare.label_weight import OCCLUDED_BELOW
+
+
+class _Bad(Exception):
+    """A problem with one file: ``str`` is ``"<path>: <what>"``."""
+
+
+def _values(path: Path, key: str = "arr_0", array: np.ndarray | None = None) -> np.ndarray:
+    """The flat values of one array, checked to be 129,600 of them."""
+    if array is None:
+        try:
+            (array,) = load_npz(path, key)
+        except (FileNotFoundError, ValueError) as exc:
+            raise _Bad(str(exc)) from None
+    if array.size != LABEL_NUMEL or array.shape not in ((LABEL_NUMEL,), LABEL_SHAPE):
+        raise _Bad(f"{path}: {key} has shape {array.shape}, expected ({LABEL_NUMEL},) or {LABEL_SHAPE}")
+    return array.reshape(-1)
+
+
+def _need_dtype(path: Path, key: str, array: np.ndarray, kind: str) -> None:
+    ok = np.issubdtype(array.dtype, np.integer) if kind == "integer" else np.issubdtype(array.dtype, np.floating)
+    if not ok:
+        raise _Bad(f"{path}: {key} must be {kind}, got dtype {array.dtype}")
+
+
+def _check_tsdf(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        tsdf, weight = load_npz(path, "arr_0", "arr_1")
+    except (FileNotFoundError, ValueError) as exc:
+        raise _Bad(str(exc)) from None
+    tsdf, weight = _values(path, "arr_0", tsdf), _values(path, "arr_1", weight)
+    _need_dtype(path, "arr_0 (TSDF)", tsdf, "floating-point")
+    if not np.all(np.isfinite(tsdf)):
+        raise _Bad(f"{path}: arr_0 (TSDF) has {int((~np.isfinite(tsdf)).sum())} non-finite values")
+    if np.abs(tsdf).max() > 1:
+        raise _Bad(f"{path}: arr_0 (TSDF) has values outside [-1, 1] (max |v| {float(np.abs(tsdf).max()):.3g})")
+    if not np.all((weight == 0) | (weight == 1)):
+        bad = np.unique(weight[(weight != 0) & (weight != 1)])[:3].tolist()
+        raise _Bad(f"{path}: arr_1 (label_weight) must be 0 or 1, found {bad}")
+    return tsdf, weight
+
+
+def _check_labels(path: Path) -> np.ndarray:
+    label = _values(path)
+    _need_dtype(path, "arr_0 (labels)", label, "integer")
+    bad = (label < 0) | ((label >= NUM_CLASSES) & (label != 255))
+    if bad.any():
+        raise _Bad(f"{path}: labels must be 0..11 or 255, found {np.unique(label[bad])[:5].tolist()} "
+                   f"on {int(bad.sum())} voxels")
+    return label
+
+
+def _check_mapping(path: Path, num_pixels: int) -> None:
+    mapping = _values(path)
+    _need_dtype(path, "arr_0 (mapping)", mapping, "integer")
+    if mapping.min() < 0 or mapping.max() > num_pixels:
+        raise _Bad(f"{path}: mapping must be in 0..{num_pixels} ({num_pixels} = no pixel), "
+                   f"found {int(mapping.min())}..{int(mapping.max())}")
+
+
+def _check_optional(paths: dict[str, Path], image_size: tuple[int, int]) -> None:
+    if paths["sketch"].is_file():
+        try:
+            sketch = np.load(paths["sketch"], allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _Bad(f"{paths['sketch']}: unreadable npy ({exc})") from None
+        sketch = _values(paths["sketch"], "sketch", sketch)
+        if not np.all((sketch == 0) | (sketch == 1)):
+            raise _Bad(f"{paths['sketch']}: sketch must be 0 or 1")
+    if paths["prior"].is_file():
+        try:
+            read_prior(paths["prior"], image_size)
+        except (FileNotFoundError, ValueError) as exc:
+            raise _Bad(str(exc)) from None
+
+
+def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
+    """Problems of one scene, each ``"<path>: <what is wrong>"``; empty when the scene is clean.
+
+    Every file is checked even after a problem is found in another, so one run names them all.
+    """
+    paths = frame_paths(root, frame_id)
+    problems: list[str] = []
+    image_size, num_pixels = (480, 640), 480 * 640
+    if paths["meta"].is_file():
+        try:
+            (intrinsics,) = load_npz(paths["meta"], "intrinsics")
+            width, height = int(intrinsics.ravel()[4]), int(intrinsics.ravel()[5])
+            image_size, num_pixels = (height, width), width * height
+        except (ValueError, IndexError) as exc:
+            problems.append(f"{paths['meta']}: {exc}")
+    tsdf = weight = label = None
+    for name, check in (
+        ("tsdf", lambda: _check_tsdf(paths["tsdf"])),
+        ("label", lambda: _check_labels(paths["label"])),
+        ("mapping", lambda: _check_mapping(paths["mapping"], num_pixels)),
+        ("optional", lambda: _check_optional(paths, image_size)),
+    ):
+        try:
+            result = check()
+        except _Bad as exc:
+            problems.append(str(exc))
+            continue
+        if name == "tsdf":
+            tsdf, weight = result
+        elif name == "label":
+            label = result
+    if tsdf is not None and label is not None:
+        rule = ((label >= 1) & (label <= 11)) | (tsdf < OCCLUDED_BELOW)
+        broken = int((rule != (weight > 0)).sum())
+        if broken:
+            problems.append(f"{paths['tsdf']}: arr_1 (label_weight) breaks the rule (1 where the label is "
+                            f"1..11 or the TSDF < -0.5) on {broken} voxels")
+    return problems
+
+
+@dataclass
+class CheckReport:
+    """Outcome of :func:`check_root`: ``scenes`` checked per split, ``bad`` id -> problems."""
+
+    root: Path
+    scenes: dict[str, int] = field(default_factory=dict)
+    bad: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def summary(self) -> str:
+        splits = ", ".join(f"{name} {count}" for name, count in self.scenes.items())
+        total = sum(self.scenes.values())
+        verdict = "all clean" if self.ok else f"{len(self.bad)} bad"
+        return f"{self.root}: {total} scenes checked ({splits}): {verdict}"
+
+
+def _check_one(job: tuple[str, str]) -> tuple[str, list[str]]:
+    root, frame_id = job
+    return frame_id, check_scene(root, frame_id)
+
+
+def check_root(
+    root: str | os.PathLike, splits: tuple[str, ...] = SPLITS, workers: int = 1, progress: bool = False
+) -> CheckReport:
+    """Check every scene listed in ``<root>/<split>.txt`` for the given splits.
+
+    Args:
+        splits: split names whose lists must exist. workers: processes (1 = this one).
+        progress: show a progress bar.
+    Raises:
+        FileNotFoundError: ``root`` or a split list is missing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    report = CheckReport(root=root)
+    ids: list[str] = []
+    for split in splits:
+        listed = read_split(root, split)
+        report.scenes[split] = len(listed)
+        ids += [i for i in listed if i not in ids]
+    jobs = [(str(root), frame_id) for frame_id in ids]
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc="check-data", unit="scene", disable=not progress) as bar:
+        if workers == 1:
+            results = (_check_one(job) for job in jobs)
+            for frame_id, problems in results:
+                if problems:
+                    report.bad[frame_id] = problems
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for frame_id, problems in pool.map(_check_one, jobs, chunksize=16):
+                    if problems:
+                        report.bad[frame_id] = problems
+                    bar.update(1)
+    return report
