@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
         "fine": False,  # load the 240x144x240 flipped TSDF (SSCNet)
         "depth": False,  # load the depth image (VVNet)
         "visibility": False,  # load the visibility volume
+        "prior": False,  # auto | true | false: the 2D semantic prior (seg_result_label13)
         "num_workers": 2,  # DataLoader worker processes per training process
     },
     "model": {"name": "sketch_aware_ssc", "kwargs": {}},
@@ -100,6 +101,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.sampler": ("with_replacement", "shuffle"),
     "train.device": ("auto", "cpu", "cuda"),
     "data.rgb": ("auto", True, False),
+    "data.prior": ("auto", True, False),
     "eval.protocol": ("torchssc", "sscnet", "all"),
 }
 

@@ -68,7 +68,7 @@ def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]
 
 
 def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
-    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=)`` from ``cfg.data``.
+    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=, prior=)`` from ``cfg.data``.
 
     ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids.
     """
@@ -76,7 +76,8 @@ def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
 
     data = cfg["data"]
     return SSCDataset(
-        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"], visibility=data["visibility"]
+        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"],
+        visibility=data["visibility"], prior=data["prior"],
     )
 
 
