@@ -87,6 +87,8 @@ class AICNet(TwoStreamRGBD):
         grid_shape: tuple[int, int, int] = FINE_SHAPE,
         voxel_size: float = FINE_VOXEL,
         index_rounding: str = "rint",
+        index_precision: str = "float32",
+        trunk_layout: str = "yzx",
     ) -> None:
         super().__init__(
             name="AICNet",
@@ -94,6 +96,8 @@ class AICNet(TwoStreamRGBD):
             grid_shape=grid_shape,
             voxel_size=voxel_size,
             index_rounding=index_rounding,
+            index_precision=index_precision,
+            trunk_layout=trunk_layout,
             stem_width=8,
             make_stage=lambda i: BottleneckAIC3d(STEM_OUT, 32, STEM_OUT),
             fusion_name="fusion",
@@ -111,6 +115,15 @@ def aicnet(
     grid_shape: tuple[int, int, int] = FINE_SHAPE,
     voxel_size: float = FINE_VOXEL,
     index_rounding: str = "rint",
+    index_precision: str = "float32",
+    trunk_layout: str = "yzx",
 ) -> AICNet:
     """AICNet (848,108 parameters at 12 classes); inputs rgb, depth, pose, origin, intrinsics."""
-    return AICNet(num_classes=num_classes, grid_shape=grid_shape, voxel_size=voxel_size, index_rounding=index_rounding)
+    return AICNet(
+        num_classes=num_classes,
+        grid_shape=grid_shape,
+        voxel_size=voxel_size,
+        index_rounding=index_rounding,
+        index_precision=index_precision,
+        trunk_layout=trunk_layout,
+    )

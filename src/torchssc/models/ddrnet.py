@@ -49,6 +49,10 @@ class DDRNet(TwoStreamRGBD):
         voxel_size: projection voxel edge (m).
         index_rounding: ``"rint"`` (the authors) or ``"floor"`` (SSCNet/TorchSSC lineage); kept as
             ``self.projection.index_rounding``.
+        index_precision: ``"float32"`` (the authors' arithmetic, default) or ``"float64"``.
+        trunk_layout: ``"yzx"`` (the authors' grid layout, default: the authors' function) or
+            ``"xzy"`` (our geometry order: a different network). See
+            :class:`torchssc.models.two_stream.TwoStreamRGBD`.
     """
 
     def __init__(
@@ -58,6 +62,8 @@ class DDRNet(TwoStreamRGBD):
         grid_shape: tuple[int, int, int] = FINE_SHAPE,
         voxel_size: float = FINE_VOXEL,
         index_rounding: str = "rint",
+        index_precision: str = "float32",
+        trunk_layout: str = "yzx",
     ) -> None:
         super().__init__(
             name="DDRNet",
@@ -65,6 +71,8 @@ class DDRNet(TwoStreamRGBD):
             grid_shape=grid_shape,
             voxel_size=voxel_size,
             index_rounding=index_rounding,
+            index_precision=index_precision,
+            trunk_layout=trunk_layout,
             stem_width=4,
             make_stage=lambda i: BottleneckDDR3d(STEM_OUT, 16, STEM_OUT, dilation=STAGE_DILATIONS[i]),
             fusion_name="aspp",
@@ -80,6 +88,15 @@ def ddrnet(
     grid_shape: tuple[int, int, int] = FINE_SHAPE,
     voxel_size: float = FINE_VOXEL,
     index_rounding: str = "rint",
+    index_precision: str = "float32",
+    trunk_layout: str = "yzx",
 ) -> DDRNet:
     """DDRNet (195,748 parameters at 12 classes); inputs rgb, depth, pose, origin, intrinsics."""
-    return DDRNet(num_classes=num_classes, grid_shape=grid_shape, voxel_size=voxel_size, index_rounding=index_rounding)
+    return DDRNet(
+        num_classes=num_classes,
+        grid_shape=grid_shape,
+        voxel_size=voxel_size,
+        index_rounding=index_rounding,
+        index_precision=index_precision,
+        trunk_layout=trunk_layout,
+    )

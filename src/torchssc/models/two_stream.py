@@ -178,12 +178,22 @@ class TwoStreamRGBD(nn.Module):
         grid_shape: projection grid ``(S0, S1, S2)`` (X, Z-up, Y), each divisible by 4.
         voxel_size: projection voxel edge (m).
         index_rounding: ``"rint"`` or ``"floor"`` (:func:`torchssc.models.projection.pixel_to_voxel_index`).
+        index_precision: ``"float32"`` (the authors' arithmetic) or ``"float64"``
+            (:func:`torchssc.models.projection.pixel_to_grid_coords`).
+        trunk_layout: axis order the 3D network runs in. ``"yzx"`` (world Y, up, world X) is the
+            authors' (they permute the lifted volume so), and only it computes their function;
+            ``"xzy"`` (world X, up, world Y) is our geometry order, a different network
+            (``docs/baselines.md``, "Grid layout"). Inputs and outputs are in our order either way.
         stem_width: bottleneck width of the first DDR block of each 3D stem.
         make_stage: ``make_stage(i)`` builds stage ``i`` (0, 1, 2) of one stream: a 64 -> 64 module;
             called three times for the depth stream, then three times for the RGB stream.
         fusion_name: attribute (and state-dict prefix) of the fusion module.
         make_fusion: builds the fusion module, ``(B, 256, S/4) -> (B, fusion_channels, S/4)``.
         fusion_channels: its output channels (the head's input).
+
+    With ``trunk_layout="yzx"`` the volume is lifted straight into the permuted grid (the pixel
+    index is computed in that order) and the logits are permuted back: ``(B, C, S2/4, S1/4, S0/4)
+    -> (B, C, S0/4, S1/4, S2/4)``.
 
     Modules are built, and initialised (:func:`wlj_init_`), in this order: projection, depth 2D,
     RGB 2D, depth 3D stem, RGB 3D stem, depth stages, RGB stages, fusion, head.
@@ -197,6 +207,8 @@ class TwoStreamRGBD(nn.Module):
         grid_shape: tuple[int, int, int],
         voxel_size: float,
         index_rounding: str,
+        index_precision: str,
+        trunk_layout: str,
         stem_width: int,
         make_stage: Callable[[int], nn.Module],
         fusion_name: str,
@@ -207,7 +219,12 @@ class TwoStreamRGBD(nn.Module):
         self.name = name
         self.num_classes = num_classes
         self.projection = DepthProjection(
-            grid_shape=check_grid(grid_shape), voxel_size=voxel_size, index_rounding=index_rounding, reduce="max"
+            grid_shape=check_grid(grid_shape),
+            voxel_size=voxel_size,
+            index_rounding=index_rounding,
+            index_precision=index_precision,
+            layout=trunk_layout,
+            reduce="max",
         )
         self.dep_feature2d = stream_2d(1)
         self.rgb_feature2d = stream_2d(3)
@@ -224,15 +241,27 @@ class TwoStreamRGBD(nn.Module):
     def index_rounding(self) -> str:
         return self.projection.index_rounding
 
+    @property
+    def index_precision(self) -> str:
+        return self.projection.index_precision
+
+    @property
+    def trunk_layout(self) -> str:
+        return self.projection.layout
+
     def forward(self, batch: dict) -> dict:
         check_rgbd_batch(batch, self.name)
-        index = self.projection.index(batch)  # (B, H*W) flat fine-voxel index, dummy = numel
-        x_d = self.dep_feature3d(self.projection(self.dep_feature2d(batch["depth"]), index))  # (B, 64, S/4)
+        index = self.projection.index(batch)  # (B, H*W) flat voxel index in the trunk's layout, dummy = numel
+        # trunk grid T = S ("xzy") or (S2, S1, S0) ("yzx")
+        x_d = self.dep_feature3d(self.projection(self.dep_feature2d(batch["depth"]), index))  # (B, 64, T/4)
         x_r = self.rgb_feature3d(self.projection(self.rgb_feature2d(batch["rgb"]), index))
         fused = [x_d + x_r]
         for dep, rgb in zip(self.dep_stages, self.rgb_stages):
             x_d, x_r = dep(x_d), rgb(x_r)
             fused.append(x_d + x_r)
-        x = getattr(self, self.fusion_name)(torch.cat(fused, dim=1))  # (B, fusion_channels, S/4)
-        return {"semantic": self.head(x)}
+        x = getattr(self, self.fusion_name)(torch.cat(fused, dim=1))  # (B, fusion_channels, T/4)
+        logits = self.head(x)  # (B, num_classes, T/4)
+        if self.trunk_layout == "yzx":
+            logits = logits.permute(0, 1, 4, 3, 2).contiguous()  # back to (B, num_classes, S0/4, S1/4, S2/4)
+        return {"semantic": logits}
 
