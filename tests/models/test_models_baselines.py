@@ -128,6 +128,21 @@ def test_index_rounding_is_selectable_and_recorded():
         get_model("ddrnet", index_rounding="ceil")
 
 
+def test_layout_and_index_precision_are_selectable_and_recorded():
+    with META:
+        ddr, aic_xzy, vv = get_model("ddrnet"), get_model("aicnet", trunk_layout="xzy"), get_model("vvnet_r120")
+        ddr64 = get_model("ddrnet", trunk_layout="xzy", index_precision="float64")
+    assert (ddr.trunk_layout, ddr.index_precision) == ("yzx", "float32")  # the authors'
+    assert "layout='yzx'" in repr(ddr) and "index_precision='float32'" in repr(ddr)
+    assert aic_xzy.trunk_layout == "xzy" and ddr64.index_precision == "float64"
+    assert (vv.projection.layout, vv.projection.index_precision) == ("xzy", "float64")  # VVNet unchanged
+    assert _count(ddr64) == FULL_COUNTS["ddrnet"] and _count(aic_xzy) == FULL_COUNTS["aicnet"]
+    with pytest.raises(ValueError, match="layout"):
+        get_model("ddrnet", trunk_layout="zyx")
+    with pytest.raises(ValueError, match="index_precision"):
+        get_model("aicnet", index_precision="float16")
+
+
 def test_builders_validate_inputs():
     with pytest.raises(ValueError, match="divisible by 4"):
         get_model("ddrnet", grid_shape=(10, 8, 16))

@@ -85,5 +85,6 @@ def test_nyu_recipes_reproduce_the_public_schedules():
         cfg = load_config(CONFIGS / f"{name}_nyu.yaml")
         assert cfg["optim"]["schedule"] == "constant" and cfg["train"]["epochs"] == 50
         assert cfg["model"]["kwargs"]["index_rounding"] == "rint" and cfg["loss"]["name"] == "wlj"
+        assert cfg["model"]["kwargs"]["trunk_layout"] == "yzx" and cfg["model"]["kwargs"]["index_precision"] == "float32"
     for cfg in (ssc, vv):
         assert (cfg["optim"]["lr"], cfg["optim"]["momentum"], cfg["optim"]["weight_decay"]) == (0.01, 0.9, 5.0e-4)

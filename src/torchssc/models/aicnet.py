@@ -1,14 +1,15 @@
-"""AICNet (Li et al., CVPR 2020) as in the public WLJ code (BASELINES §3).
+"""AICNet (Li et al., "Anisotropic convolutional networks for 3D semantic scene completion",
+CVPR 2020), as the authors' public code builds it (layer table: ``docs/baselines.md``).
 
-Inputs and output as DDRNet (:mod:`torchssc.models.ddrnet`): ``rgb (B,3,H,W)``, ``depth (B,1,H,W)``,
-``pose``, ``origin``, ``intrinsics`` -> ``{"semantic": (B, num_classes, S0/4, S1/4, S2/4)}``.
-848,108 parameters at 12 classes. Initialisation as WLJ (Conv3d ``xavier_uniform_``, Conv2d
-Normal(0, 0.1)).
+The two-stream skeleton, its inputs and outputs are :class:`torchssc.models.two_stream.TwoStreamRGBD`;
+AICNet's choices: stem width 8, stages ``BottleneckAIC3d(64, 32, 64)``, and two
+``BottleneckAIC3d(256, 64, 256)`` in series as fusion. 848,108 parameters at 12 classes.
+Initialisation as the authors (Conv3d ``xavier_uniform_``, Conv2d Normal(0, 0.1)).
 
 The anisotropic convolution (:class:`BasicAIC3d`) predicts, per voxel, softmax weights over the
 kernel sizes (3, 5, 7) for each axis and runs three 1-D stages -- along the last axis, then the
 middle (height) axis, then the first -- each a weighted sum of ReLU(conv) over the kernel sizes.
-"""
+Like the DDR block, it is not symmetric in the first and last axes."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL
-from torchssc.models.ddrnet import check_grid, check_rgbd_batch, head, stream_2d, stream_3d, wlj_init_
-from torchssc.models.projection import DepthProjection
 from torchssc.models.registry import register_model
+from torchssc.models.two_stream import STEM_OUT, TwoStreamRGBD
 
 
 def _axis_conv(c: int, k: int, axis: int, dilation: int) -> nn.Conv3d:
@@ -30,7 +30,7 @@ def _axis_conv(c: int, k: int, axis: int, dilation: int) -> nn.Conv3d:
 
 
 class BasicAIC3d(nn.Module):
-    """Anisotropic convolution module (BASELINES §3.2). ``(B, c, S0, S1, S2) -> same``.
+    """Anisotropic convolution module (Li et al., CVPR 2020). ``(B, c, S0, S1, S2) -> same``.
 
     Modulation: 1^3 conv c -> 3*len(kernels) (no bias), viewed as (axis, kernel) with channel
     ``len(kernels)*axis + kernel``, softmax over the kernel index. Stages along the last, middle,
@@ -46,7 +46,7 @@ class BasicAIC3d(nn.Module):
         self.kernels = tuple(kernels)
         self.residual = residual
         self.modulation = nn.Conv3d(c, 3 * len(kernels), 1, bias=False)
-        # convs[axis][i]: kernel kernels[i] (dilation dilations[i], as WLJ) along spatial axis `axis`.
+        # convs[axis][i]: kernel kernels[i] (dilation dilations[i], as the authors) along spatial axis `axis`.
         self.convs = nn.ModuleList(
             nn.ModuleList(_axis_conv(c, k, axis, d) for k, d in zip(kernels, dilations)) for axis in range(3)
         )
@@ -76,8 +76,9 @@ class BottleneckAIC3d(nn.Module):
         return F.relu(self.conv_out(self.aic(F.relu(self.conv_in(x)))) + x)
 
 
-class AICNet(nn.Module):
-    """AICNet (BASELINES §3.3). Arguments as :class:`torchssc.models.ddrnet.DDRNet`."""
+class AICNet(TwoStreamRGBD):
+    """AICNet; inputs and outputs as :class:`torchssc.models.two_stream.TwoStreamRGBD`, arguments
+    as :class:`torchssc.models.ddrnet.DDRNet`."""
 
     def __init__(
         self,
@@ -86,37 +87,25 @@ class AICNet(nn.Module):
         grid_shape: tuple[int, int, int] = FINE_SHAPE,
         voxel_size: float = FINE_VOXEL,
         index_rounding: str = "rint",
+        index_precision: str = "float32",
+        trunk_layout: str = "yzx",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.projection = DepthProjection(
-            grid_shape=check_grid(grid_shape), voxel_size=voxel_size, index_rounding=index_rounding, reduce="max"
+        super().__init__(
+            name="AICNet",
+            num_classes=num_classes,
+            grid_shape=grid_shape,
+            voxel_size=voxel_size,
+            index_rounding=index_rounding,
+            index_precision=index_precision,
+            trunk_layout=trunk_layout,
+            stem_width=8,
+            make_stage=lambda i: BottleneckAIC3d(STEM_OUT, 32, STEM_OUT),
+            fusion_name="fusion",
+            make_fusion=lambda: nn.Sequential(
+                BottleneckAIC3d(4 * STEM_OUT, 64, 4 * STEM_OUT), BottleneckAIC3d(4 * STEM_OUT, 64, 4 * STEM_OUT)
+            ),
+            fusion_channels=4 * STEM_OUT,
         )
-        self.dep_feature2d = stream_2d(1)
-        self.rgb_feature2d = stream_2d(3)
-        self.dep_feature3d = stream_3d(8)
-        self.rgb_feature3d = stream_3d(8)
-        self.dep_stages = nn.ModuleList(BottleneckAIC3d(64, 32, 64) for _ in range(3))
-        self.rgb_stages = nn.ModuleList(BottleneckAIC3d(64, 32, 64) for _ in range(3))
-        self.fusion = nn.Sequential(BottleneckAIC3d(256, 64, 256), BottleneckAIC3d(256, 64, 256))
-        self.head = head(256, num_classes)
-        wlj_init_(self)
-
-    @property
-    def index_rounding(self) -> str:
-        return self.projection.index_rounding
-
-    def forward(self, batch: dict) -> dict:
-        check_rgbd_batch(batch, "AICNet")
-        index = self.projection.index(batch)  # (B, H*W), dummy = numel
-        x_d = self.dep_feature3d(self.projection(self.dep_feature2d(batch["depth"]), index))  # (B, 64, S/4)
-        x_r = self.rgb_feature3d(self.projection(self.rgb_feature2d(batch["rgb"]), index))
-        fused = [x_d + x_r]
-        for dep, rgb in zip(self.dep_stages, self.rgb_stages):
-            x_d, x_r = dep(x_d), rgb(x_r)
-            fused.append(x_d + x_r)
-        x = self.fusion(torch.cat(fused, dim=1))  # (B, 256, S/4)
-        return {"semantic": self.head(x)}
 
 
 @register_model("aicnet")
@@ -126,6 +115,15 @@ def aicnet(
     grid_shape: tuple[int, int, int] = FINE_SHAPE,
     voxel_size: float = FINE_VOXEL,
     index_rounding: str = "rint",
+    index_precision: str = "float32",
+    trunk_layout: str = "yzx",
 ) -> AICNet:
     """AICNet (848,108 parameters at 12 classes); inputs rgb, depth, pose, origin, intrinsics."""
-    return AICNet(num_classes=num_classes, grid_shape=grid_shape, voxel_size=voxel_size, index_rounding=index_rounding)
+    return AICNet(
+        num_classes=num_classes,
+        grid_shape=grid_shape,
+        voxel_size=voxel_size,
+        index_rounding=index_rounding,
+        index_precision=index_precision,
+        trunk_layout=trunk_layout,
+    )
