@@ -1,11 +1,14 @@
 """Seconds per frame of the raw -> prepared step (SPEC §4), single-threaded.
 
-Runs :func:`torchssc.prepare.prepare_depthbin` on the real NYU sample several times and prints
-the median per stage, then times in the same run:
+Runs :func:`torchssc.prepare.prepare_depthbin` on the real NYU sample several times (release
+intrinsics: the exact path that reproduces the released files) and prints the median per stage,
+then times in the same run:
 
-* a deliberately naive per-voxel Python TSDF (the definition, loop by loop) on a cropped grid
-  around the measured surface, against the vectorised one on the same crop (checked equal) and
-  per voxel against the full-frame vectorised TSDF;
+* a deliberately naive per-voxel Python TSDF (the definition, loop by loop, in the release's
+  float32 arithmetic) on a cropped grid around the measured surface, against the vectorised one
+  on the same crop (checked equal) and per voxel against the full-frame vectorised TSDF;
+* the observation step: float64 alone (not exact), the library's float64 + exact recompute near
+  thresholds, and the exact float32 kernel evaluated on every voxel (checked equal);
 * ``scipy.ndimage.distance_transform_edt`` on the full fine grid against the truncated exact
   squared distance used by the TSDF (checked equal up to the truncation).
 
@@ -31,31 +34,46 @@ from scipy import ndimage  # noqa: E402
 
 from torchssc import geometry as g  # noqa: E402
 from torchssc.io.depthbin import read_bin, read_depth_png  # noqa: E402
-from torchssc.prepare import pipeline, prepare_depthbin  # noqa: E402
-from torchssc.prepare.tsdf import compute_tsdf, surface_voxels, truncated_squared_distance  # noqa: E402
+from torchssc.prepare import prepare_depthbin  # noqa: E402
+from torchssc.prepare.float32 import fma32, roundf  # noqa: E402
+from torchssc.prepare.tsdf import (  # noqa: E402
+    _observe_exact,
+    _observe_fast,
+    _observe_grid,
+    compute_tsdf,
+    surface_voxels,
+    truncated_squared_distance,
+)
 
 DEFAULT_BIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu_sample" / "NYU0001_0000.bin"
 
 
-def naive_surface(depth, pose, origin, shape, intr=g.NYU_INTRINSICS, voxel=g.FINE_VOXEL):
-    """Step 1 of the definition, one pixel at a time."""
-    rot, t = pose[:3, :3], pose[:3, 3]
+def _dot(r, p):
+    """The kernel's fused dot product ``fma(r2, p2, fma(r1, p1, r0 * p0))`` of scalars."""
+    return fma32(r[2], p[2], fma32(r[1], p[1], np.float32(r[0] * p[0])))[()]
+
+
+def naive_surface(depth, pose, origin, shape, intr=g.RELEASE_INTRINSICS, voxel=g.FINE_VOXEL):
+    """Step 1 of the definition, one pixel at a time, in the kernel's float32 arithmetic."""
+    f32 = np.float32
+    rot, t, org, unit = pose[:3, :3].astype(f32), pose[:3, 3].astype(f32), origin.astype(f32), f32(voxel)
     surface = np.zeros(shape, dtype=bool)
     for v in range(intr.height):
         for u in range(intr.width):
-            d = float(depth[v, u])
+            d = f32(depth[v, u])
             if d == 0:
                 continue
-            world = rot @ np.array([(u - intr.cx) * d / intr.fx, (v - intr.cy) * d / intr.fy, d]) + t
-            x, y, z = np.floor((world - origin) / voxel).astype(int)
+            cam = ((f32(u) - f32(intr.cx)) * d / f32(intr.fx), (f32(v) - f32(intr.cy)) * d / f32(intr.fy), d)
+            x, y, z = (int(np.floor((f32(_dot(rot[k], cam) + t[k]) - org[k]) / unit)) for k in range(3))
             if 0 <= x < shape[0] and 0 <= z < shape[1] and 0 <= y < shape[2]:
                 surface[x, z, y] = True
     return surface
 
 
-def naive_tsdf(depth, pose, origin, surface, intr=g.NYU_INTRINSICS, voxel=g.FINE_VOXEL, trunc=12):
-    """Steps 2-4 of the definition, one voxel at a time. Returns (distance, observed)."""
-    rot, t = pose[:3, :3], pose[:3, 3]
+def naive_tsdf(depth, pose, origin, surface, intr=g.RELEASE_INTRINSICS, voxel=g.FINE_VOXEL, trunc=12):
+    """Steps 2-4 of the definition, one voxel at a time, in float32. Returns (distance, observed)."""
+    f32 = np.float32
+    rot, t, org, unit = pose[:3, :3].astype(f32), pose[:3, 3].astype(f32), origin.astype(f32), f32(voxel)
     shape = surface.shape
     surf = np.argwhere(surface)
     distance = np.zeros(shape, dtype=np.float32)
@@ -63,20 +81,22 @@ def naive_tsdf(depth, pose, origin, surface, intr=g.NYU_INTRINSICS, voxel=g.FINE
     for a, b, c in np.ndindex(*shape):
         if surface[a, b, c]:
             continue
-        cam = rot.T @ (origin + voxel * np.array([a, c, b], dtype=np.float64) - t)
+        rel = [f32(fma32(i, unit, org[k])[()] - t[k]) for k, i in enumerate((a, c, b))]
+        cam = [_dot(rot[:, k], rel) for k in range(3)]
         if cam[2] <= 0:
             continue
-        u = int(g.round_half_away(intr.fx * cam[0] / cam[2] + intr.cx))
-        v = int(g.round_half_away(intr.fy * cam[1] / cam[2] + intr.cy))
+        u = int(roundf(fma32(intr.fx, f32(cam[0] / cam[2]), intr.cx))[()])
+        v = int(roundf(fma32(intr.fy, f32(cam[1] / cam[2]), intr.cy))[()])
         if not (0 <= u < intr.width and 0 <= v < intr.height):
             continue
-        d = float(depth[v, u])
+        d = f32(depth[v, u])
         if not 0.5 <= d <= 8.0:
             continue
         observed[a, b, c] = True
-        sign = 1.0 if abs(d - cam[2]) < 1e-4 else float(np.sign(d - cam[2]))
-        best = np.sqrt(((surf - (a, b, c)) ** 2).sum(axis=1)).min() if len(surf) else np.inf
-        distance[a, b, c] = sign * min(1.0, best / trunc)
+        diff = float(f32(d - cam[2]))
+        sign = f32(1.0) if abs(diff) < 1e-4 else f32(np.sign(diff))
+        d2 = ((surf - (a, b, c)) ** 2).sum(axis=1).min() if len(surf) else 10**6
+        distance[a, b, c] = sign * min(f32(1.0), np.sqrt(f32(d2)) / f32(trunc))
     return distance, observed
 
 
@@ -96,8 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crop", type=int, default=16, help="edge of the cropped grid for the naive TSDF")
     args = parser.parse_args(argv)
 
-    # Per-stage CPU time: the box may be shared, and CPU time is what one core would spend.
-    pipeline.CLOCK = time.process_time
+    # Per-stage CPU time (the pipeline's timings are CPU seconds): the box may be shared, and
+    # CPU time is what one core would spend.
     prepare_depthbin(args.bin)  # warm-up (imports, page cache)
     per_stage: dict[str, list[float]] = {}
     totals, cpu = [], []
@@ -123,7 +143,7 @@ def main(argv=None) -> int:
     raw = read_bin(args.bin)
     depth = read_depth_png(args.bin.with_suffix(".png"))
     pose, origin = raw.pose.astype(np.float64), raw.origin.astype(np.float64)
-    surface = surface_voxels(depth, pose, origin)
+    surface = surface_voxels(depth, pose, origin, intrinsics=g.RELEASE_INTRINSICS)
     center = np.median(np.argwhere(surface), axis=0).astype(int)
     corner = center - args.crop // 2
     crop_origin = g.grid_to_world(corner, origin)
@@ -134,9 +154,10 @@ def main(argv=None) -> int:
     start = time.process_time()
     ref_dist, ref_obs = naive_tsdf(depth, pose, crop_origin, ref_surface)
     naive_s = time.process_time() - start
-    fast = compute_tsdf(depth, pose, crop_origin, shape=crop)
+    intr = g.RELEASE_INTRINSICS
+    fast = compute_tsdf(depth, pose, crop_origin, intrinsics=intr, shape=crop)
     assert np.array_equal(fast.distance, ref_dist) and np.array_equal(fast.observed, ref_obs), "naive != fast"
-    fast_crop_s = _median_time(lambda: compute_tsdf(depth, pose, crop_origin, shape=crop), args.repeat)
+    fast_crop_s = _median_time(lambda: compute_tsdf(depth, pose, crop_origin, intrinsics=intr, shape=crop), args.repeat)
     full_s = statistics.median(per_stage["tsdf"]) + statistics.median(per_stage["hits"])
     n_crop, n_full = np.prod(crop), np.prod(g.FINE_SHAPE)
     print(
@@ -148,8 +169,24 @@ def main(argv=None) -> int:
         f"{full_s / n_full * 1e9:.1f} ns -> ratio {naive_s / n_crop / (full_s / n_full):,.0f}x"
     )
 
+    # exactness: float64 decisions alone, float64 + exact recompute near thresholds (the library),
+    # and the exact float32 kernel evaluated on every voxel
+    args_obs = (depth, pose, origin, intr, g.FINE_VOXEL, g.FINE_SHAPE)
+    every = np.indices(g.FINE_SHAPE).reshape(3, -1).T
+    f64_s = _median_time(lambda: _observe_fast(*args_obs), args.repeat)
+    lib_s = _median_time(lambda: _observe_grid(*args_obs), args.repeat)
+    all_s = _median_time(lambda: _observe_exact(every, depth, pose, origin, intr, g.FINE_VOXEL), 1)
+    state, _ = _observe_grid(*args_obs)
+    assert np.array_equal(state.ravel(), _observe_exact(every, depth, pose, origin, intr, g.FINE_VOXEL)), "exact"
+    unsure = len(_observe_fast(*args_obs)[1])
+    print(
+        f"observation (steps 2-3), full grid: float64 only {f64_s * 1000:.0f} ms, exact (float64 + "
+        f"{unsure:,} voxels recomputed) {lib_s * 1000:.0f} ms, exact float32 kernel on every voxel "
+        f"{all_s * 1000:.0f} ms -> {all_s / lib_s:.1f}x (states identical)"
+    )
+
     # full-grid scipy EDT vs the truncated exact squared distance
-    full_surface = surface_voxels(depth, pose, origin)
+    full_surface = surface_voxels(depth, pose, origin, intrinsics=intr)
     scipy_s = _median_time(lambda: ndimage.distance_transform_edt(~full_surface), 1)
     ours_s = _median_time(lambda: truncated_squared_distance(full_surface), args.repeat)
     edt = ndimage.distance_transform_edt(~full_surface)
