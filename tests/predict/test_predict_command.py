@@ -67,11 +67,12 @@ def test_read_pose_files(tmp_path):
 
 def test_frame_batch_matches_the_preparation_pipeline():
     from torchssc.io.depthbin import read_bin
+    from torchssc.geometry import NYU_INTRINSICS
     from torchssc.prepare.pipeline import prepare_frame
 
     raw = read_bin(SAMPLE / "NYU0001_0000.bin")
     depth = read_depth_png(SAMPLE / "NYU0001_0000.png")
-    prepared = prepare_frame(depth, raw.pose, raw.origin, raw.labels)
+    prepared = prepare_frame(depth, raw.pose, raw.origin, raw.labels, intrinsics=NYU_INTRINSICS)
     batch = frame_batch(depth, raw.pose, raw.origin)
     np.testing.assert_array_equal(batch["tsdf"][0, 0].numpy(), prepared.tsdf)
     np.testing.assert_array_equal(batch["mapping"][0].numpy(), prepared.mapping)
