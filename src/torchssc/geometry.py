@@ -262,6 +262,29 @@ def grid_to_world(index: np.ndarray, origin: np.ndarray, voxel: float = FINE_VOX
     return np.asarray(origin, dtype=np.float64) + voxel * idx[..., [0, 2, 1]]
 
 
+def check_pose(pose: np.ndarray, where: str = "pose") -> np.ndarray:
+    """A camera-to-world pose checked to be a rigid transform, as ``(4, 4) float64``.
+
+    Args:
+        where: what to name in the error (a file).
+    Raises:
+        ValueError: not 4x4, non-finite values, a last row other than ``(0, 0, 0, 1)``, or a
+            rotation that is not one (``R^T R`` off the identity by more than 1e-3, or
+            ``det R`` not near +1; an all-zero pose fails here).
+    """
+    pose = np.asarray(pose, dtype=np.float64)
+    if pose.shape != (4, 4):
+        raise ValueError(f"{where}: a pose must be a 4x4 camera-to-world matrix, got shape {pose.shape}")
+    if not np.all(np.isfinite(pose)):
+        raise ValueError(f"{where}: the pose has non-finite values (NaN or inf)")
+    if not np.allclose(pose[3], (0, 0, 0, 1), atol=1e-6):
+        raise ValueError(f"{where}: the pose's last row must be 0 0 0 1, got {pose[3].tolist()}")
+    rot = pose[:3, :3]
+    if np.abs(rot.T @ rot - np.eye(3)).max() > 1e-3 or abs(np.linalg.det(rot) - 1) > 1e-3:
+        raise ValueError(f"{where}: the pose's 3x3 part is not a rotation (R^T R != I or det != 1)")
+    return pose
+
+
 def voxel_origin_for_pose(pose: np.ndarray) -> np.ndarray:
     """SSCNet's rule for the box origin of a new frame (no .bin available).
 

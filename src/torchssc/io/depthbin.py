@@ -167,6 +167,30 @@ def read_depth_png(path: str | os.PathLike, size: tuple[int, int] | None = None)
     return decode_depth(read_png16(path, size))
 
 
+FAR_DEPTH = 8.192
+"""Depth (m) from which the rotated encoding's stored values stop being multiples of 8."""
+
+
+def check_depth(depth: np.ndarray, where: str | os.PathLike) -> np.ndarray:
+    """Refuse a decoded depthbin depth image that cannot be one.
+
+    Raises:
+        ValueError naming ``where``: no valid pixel at all, or most valid pixels beyond
+            8.192 m — what plain (unrotated) millimetres look like when decoded as depthbin.
+    """
+    valid = depth > 0
+    if not valid.any():
+        raise ValueError(f"{where}: no valid depth (every pixel is 0)")
+    far = float((depth[valid] >= FAR_DEPTH).mean())
+    if far > 0.5:
+        raise ValueError(
+            f"{where}: {far:.0%} of the pixels decode beyond {FAR_DEPTH} m: this looks like plain "
+            "millimetres; a depthbin PNG stores millimetres rotated left by 3 bits "
+            "(torchssc.io.depthbin.write_depth_png writes it)"
+        )
+    return depth
+
+
 def write_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
     """Write ``(H, W)`` metres as a rotated-millimetre 16-bit PNG, atomically."""
     encoded = encode_depth(depth_m)

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
                         help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
     parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
-                        help="16-bit PNG encoding (auto: SSCNet's rotated millimetres if every value is a multiple of 8)")
+                        help="16-bit PNG encoding (auto: decided on evidence, refused when ambiguous; see docs/predict.md)")
     parser.add_argument("--out", default="prediction", help="output folder (default: ./prediction)")
     parser.add_argument("--name", default="scene", help="file stem of the outputs")
     parser.add_argument("--formats", default="npy,png,ply,glb,html", help="comma list of npy,png,ply,glb,html")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from torchssc.data.dataset import normalize_rgb
-from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
+from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, check_pose, voxel_origin_for_pose
 from torchssc.io.depthbin import decode_depth, read_bin, read_png16
 from torchssc.io.prepared import read_rgb
 from torchssc.prepare.downsample import downsample_mean
@@ -32,10 +32,11 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
     Args:
         path: a 16-bit PNG, or a ``.npy`` of metres.
         encoding: ``"sscnet"`` (millimetres rotated left by 3 bits, NYU depthbin), ``"millimetres"``
-            (plain 16-bit millimetres, most sensors), or ``"auto"``: SSCNet's encoding stores
-            millimetres below 8.192 m as multiples of 8, so a PNG whose non-zero values are all
-            multiples of 8 is read as ``sscnet``, any other as ``millimetres``.
+            (plain 16-bit millimetres, most sensors), or ``"auto"`` (:func:`guess_depth_encoding`).
         size: expected ``(H, W)``, or None.
+    Raises:
+        FileNotFoundError, or ValueError naming the file (unreadable, wrong size, no valid
+        pixel, an encoding ``auto`` cannot tell).
     """
     path = Path(path)
     if encoding not in DEPTH_ENCODINGS:
@@ -47,8 +48,7 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
     else:
         raw = read_png16(path)
         if encoding == "auto":
-            nonzero = raw[raw > 0]
-            encoding = "sscnet" if nonzero.size and np.all(nonzero % 8 == 0) else "millimetres"
+            encoding = guess_depth_encoding(raw, path)
         depth = decode_depth(raw) if encoding == "sscnet" else (raw / 1000.0).astype(np.float32)
     if depth.ndim != 2:
         raise ValueError(f"{path}: depth must be one channel, got shape {depth.shape}")
@@ -56,7 +56,48 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
         raise ValueError(f"{path}: depth is {depth.shape[1]}x{depth.shape[0]}, expected {size[1]}x{size[0]}")
     if not np.all(np.isfinite(depth)) or depth.min() < 0:
         raise ValueError(f"{path}: depth must be finite and non-negative")
+    if not (depth > 0).any():
+        raise ValueError(f"{path}: no valid depth (every pixel is 0)")
     return depth
+
+
+PLAUSIBLE_MEDIAN_DEPTH = (0.25, 8.0)
+"""Range (m) of a plausible median depth of an indoor frame, used by :func:`guess_depth_encoding`."""
+
+
+def guess_depth_encoding(raw: np.ndarray, path: str | os.PathLike) -> str:
+    """``"sscnet"`` or ``"millimetres"`` for a 16-bit depth PNG, on evidence, or refuse.
+
+    SSCNet's encoding rotates millimetres left by 3 bits, so its stored values are multiples
+    of 8 except for pixels beyond 8.192 m; plain millimetres have arbitrary low bits. The rule:
+
+    * more than half of the valid pixels are not multiples of 8: they would decode beyond
+      8.192 m as SSCNet's encoding, so the file is ``millimetres`` (if its median is plausible);
+    * otherwise decode both ways: the one encoding whose median depth is plausible for a room
+      (:data:`PLAUSIBLE_MEDIAN_DEPTH`) wins (SSCNet's encoding read as millimetres is 8x too far);
+    * anything else is ambiguous and refused.
+
+    Raises:
+        ValueError naming ``path``: no valid pixel, or the encoding cannot be told apart; the
+            message asks for ``--depth-encoding``.
+    """
+    values = raw[raw > 0]
+    if values.size == 0:
+        raise ValueError(f"{path}: no valid depth (every pixel is 0)")
+    lo, hi = PLAUSIBLE_MEDIAN_DEPTH
+    median_mm = float(np.median(values)) / 1000.0
+    median_sscnet = float(np.median(decode_depth(values)))
+    not_multiple_of_8 = float((values % 8 != 0).mean())
+    plausible = {"millimetres": lo <= median_mm <= hi, "sscnet": lo <= median_sscnet <= hi}
+    if not_multiple_of_8 > 0.5 and plausible["millimetres"]:
+        return "millimetres"
+    if not_multiple_of_8 <= 0.5 and plausible["sscnet"] != plausible["millimetres"]:
+        return "sscnet" if plausible["sscnet"] else "millimetres"
+    raise ValueError(
+        f"{path}: cannot tell the depth encoding (median {median_sscnet:.2f} m as SSCNet's rotated "
+        f"millimetres, {median_mm:.2f} m as plain millimetres; {not_multiple_of_8:.0%} of the values "
+        "are not multiples of 8): pass --depth-encoding sscnet or millimetres"
+    )
 
 
 def read_pose(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -69,16 +110,15 @@ def read_pose(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
         raise FileNotFoundError(f"{path}: no such pose file")
     if path.suffix == ".bin":
         frame = read_bin(path)
-        return frame.pose.astype(np.float64), frame.origin.astype(np.float64)
-    values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+        return check_pose(frame.pose, str(path)), frame.origin.astype(np.float64)
+    try:
+        values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: unreadable pose file ({exc})") from None
     values = np.asarray(values, dtype=np.float64)
     if values.size != 16:
         raise ValueError(f"{path}: a pose needs 16 numbers (4x4 camera-to-world), found {values.size}")
-    pose = values.reshape(4, 4)
-    rot = pose[:3, :3]
-    if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3) or np.linalg.det(rot) < 0:
-        raise ValueError(f"{path}: the 3x3 block of the pose is not a rotation")
-    return pose, None
+    return check_pose(values.reshape(4, 4), str(path)), None
 
 
 def frame_batch(

@@ -68,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
             report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
             **kwargs,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"torchssc prepare: error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())
+    if summary.interrupted:
+        print("torchssc prepare: interrupted; the frames above are complete, rerun to prepare the rest",
+              file=sys.stderr)
+        return 130
     return 0 if summary.ok else 1

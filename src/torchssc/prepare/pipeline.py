@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics
-from torchssc.io.depthbin import read_bin, read_depth_png
+from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose
+from torchssc.io.depthbin import check_depth, read_bin, read_depth_png
 from torchssc.io.prepared import PreparedFrame
 from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample_mean
 from torchssc.prepare.label_weight import label_weight as compute_label_weight
@@ -165,11 +165,15 @@ def prepare_depthbin(
             ``timings``).
     Raises:
         FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
-        ValueError: either file is malformed (the message names it).
+        ValueError: either file is malformed or degenerate (the message names it): a pose that
+            is not a rigid transform (all zero, NaN), a depth with no valid pixel, or depth in
+            plain millimetres.
     """
     bin_path = Path(bin_path)
     timings = kwargs.get("timings")
     with _timed(timings, "read"):
         raw = read_bin(bin_path)
-        depth = read_depth_png(bin_path.with_suffix(".png"), size=(intrinsics.height, intrinsics.width))
+        check_pose(raw.pose, str(bin_path))
+        png = bin_path.with_suffix(".png")
+        depth = check_depth(read_depth_png(png, size=(intrinsics.height, intrinsics.width)), png)
     return prepare_frame(depth, raw.pose, raw.origin, raw.labels, rgb=rgb, intrinsics=intrinsics, **kwargs)

@@ -22,6 +22,10 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import tempfile
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +35,12 @@ import numpy as np
 from tqdm import tqdm
 
 from torchssc.geometry import RELEASE_INTRINSICS, Intrinsics
+from torchssc.io.atomic import remove_stale_temporaries
 from torchssc.io.depthbin import read_intrinsics_file
 from torchssc.io.nyu_mat import NyuLabeledMat, read_nyu_rgb
-from torchssc.io.prepared import REQUIRED, SPLITS, missing_files, read_rgb, read_split, write_frame, write_split
+from torchssc.io.prepared import (
+    REQUIRED, SPLITS, frame_paths, missing_files, read_rgb, read_split, write_frame, write_split,
+)
 from torchssc.prepare.downsample import TIE_RULES
 
 logger = logging.getLogger(__name__)
@@ -101,6 +108,8 @@ class PrepareSummary:
         prepared, skipped: frame ids prepared now / already complete.
         failed: frame id -> reason (exception type and message, which names the bad file).
         listed: every id now in the split list.
+        interrupted: the run was stopped by Ctrl-C (the frames not done are neither prepared
+            nor failed; a rerun resumes).
     """
 
     split: str
@@ -111,10 +120,11 @@ class PrepareSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     listed: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.interrupted
 
     def line(self) -> str:
         """One-line summary: ``prepared / skipped / failed`` counts and the split list."""
@@ -122,8 +132,9 @@ class PrepareSummary:
         if self.failed:
             ids = list(self.failed)
             failed = " (" + ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "") + ")"
+        stopped = "interrupted; " if self.interrupted else ""
         return (
-            f"{self.split}: {len(self.prepared)} prepared, {len(self.skipped)} skipped, "
+            f"{self.split}: {stopped}{len(self.prepared)} prepared, {len(self.skipped)} skipped, "
             f"{len(self.failed)} failed{failed}; {len(self.listed)} frames listed in {self.split_file}; "
             f"intrinsics {self.intrinsics.describe()} [{self.intrinsics_source}]"
         )
@@ -266,6 +277,11 @@ def prepare_split(
         if beyond:
             logger.warning("%s holds %d images; frames %s have no RGB there and will fail", rgb_mat, count, beyond)
 
+    _check_output_folder(out_root)
+    for folder in {path.parent for path in frame_paths(out_root, "0000").values()}:
+        for stale in remove_stale_temporaries(folder):
+            logger.info("removed %s (left by a killed writer)", stale)
+
     tasks = []
     for frame_id, bin_path in frames.items():
         kind, path = _rgb_source(frame_id, bin_path, rgb_dir, rgb_mat)
@@ -302,21 +318,9 @@ def prepare_split(
             for task in todo:
                 record(task, _prepare_one(task)[1])
         else:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context)
-            try:
-                futures: dict[Future, _Task] = {pool.submit(_prepare_one, task): task for task in todo}
-                for future in as_completed(futures):
-                    try:
-                        reason = future.result()[1]
-                    except Exception as exc:  # e.g. BrokenProcessPool: a worker died
-                        reason = f"worker process failed: {type(exc).__name__}: {exc}"
-                    record(futures[future], reason)
-            except BaseException:  # e.g. Ctrl-C: drop the queued frames instead of finishing them
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            _run_pool(todo, workers, record)
+    except KeyboardInterrupt:  # Ctrl-C: frames finished so far are kept and listed
+        summary.interrupted = True
     finally:
         bar.close()
         summary.prepared.sort()
@@ -324,6 +328,77 @@ def prepare_split(
         summary.failed = dict(sorted(summary.failed.items()))
         summary.listed = _update_split_list(out_root, split, tasks)
     return summary
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker as soon as the process that started it is gone (killed)."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Workers ignore Ctrl-C (the parent handles it) and die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _run_pool(todo: list[_Task], workers: int, record: Callable[[_Task, str | None], None]) -> None:
+    """Prepare ``todo`` in worker processes, recording each frame as it finishes.
+
+    On Ctrl-C the queued frames are cancelled, the frames being prepared finish and are
+    recorded, and KeyboardInterrupt propagates.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(todo)), mp_context=context,
+        initializer=_worker_init, initargs=(os.getpid(),),
+    )
+    futures: dict[Future, _Task] = {pool.submit(_prepare_one, task): task for task in todo}
+    done: set[Future] = set()
+
+    def collect(future: Future) -> None:
+        try:
+            reason = future.result()[1]
+        except Exception as exc:  # e.g. BrokenProcessPool: a worker died
+            reason = f"worker process failed: {type(exc).__name__}: {exc}"
+        done.add(future)
+        record(futures[future], reason)
+
+    try:
+        for future in as_completed(futures):
+            collect(future)
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()  # queued frames: dropped
+        running = [f for f in futures if f not in done and not f.cancelled()]
+        for future in as_completed(running):  # frames in progress: finish them
+            collect(future)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _check_output_folder(out_root: Path) -> None:
+    """Fail once, naming the folder, when it cannot hold the prepared frames.
+
+    Raises:
+        ValueError: ``out_root`` is a file, cannot be created, or is not writable.
+    """
+    if out_root.exists() and not out_root.is_dir():
+        raise ValueError(f"{out_root}: the output is a file, not a folder")
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_root):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{out_root}: cannot write the output folder ({exc.strerror or exc})") from None
 
 
 def _update_split_list(out_root: Path, split: str, tasks: list[_Task]) -> list[str]:
