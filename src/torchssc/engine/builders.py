@@ -68,15 +68,18 @@ def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]
 
 
 def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
-    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=)`` from ``cfg.data``.
+    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=[, prior=])`` from
+    ``cfg.data``; ``prior=`` is passed only when ``data.prior`` is not ``"auto"``.
 
     ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids.
     """
     from torchssc.data import SSCDataset
 
     data = cfg["data"]
+    extra = {} if data["prior"] == "auto" else {"prior": data["prior"]}  # auto: the dataset's default
     return SSCDataset(
-        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"], visibility=data["visibility"]
+        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"], visibility=data["visibility"],
+        **extra,
     )
 
 
@@ -100,11 +103,15 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (``optim.lr``, ``momentum``, ``nesterov``) over :func:`parameter_groups`."""
+    """``optim.name`` over :func:`parameter_groups`: SGD (``optim.lr``, ``momentum``,
+    ``nesterov``) or AdamW (``optim.lr``, torch's default betas and eps; the groups' weight decay
+    is AdamW's decoupled decay)."""
     opt = cfg["optim"]
     groups = parameter_groups(model, float(opt["weight_decay"]))
     if not groups:
         raise ValueError(f"model {cfg['model']['name']!r} has no trainable parameters")
+    if opt["name"] == "adamw":
+        return torch.optim.AdamW(groups, lr=float(opt["lr"]))
     return torch.optim.SGD(
         groups, lr=float(opt["lr"]), momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"])
     )
