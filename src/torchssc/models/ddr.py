@@ -1,4 +1,4 @@
-"""DDR building blocks of SketchAwareSSC (SPEC §5.1): the factorised 3D bottleneck and the
+"""DDR building blocks of SketchAwareSSC (docs/model.md): the factorised 3D bottleneck and the
 encoder-decoder shared by both stages.
 
 All tensors are ``(B, C, D, H, W)`` float volumes in the axis order of :mod:`torchssc.geometry`
@@ -59,7 +59,7 @@ def _resize_branch(planes: int, pool: tuple[int, int, int]) -> nn.Sequential:
 
 
 class Bottleneck3D(nn.Module):
-    """DDR bottleneck ``Bottleneck3D(in, planes, expansion, stride, dilation)`` (SPEC §5.1).
+    """DDR bottleneck ``Bottleneck3D(in, planes, expansion, stride, dilation)``.
 
     ``x (B, in, D, H, W) -> (B, planes * expansion, D/s, H/s, W/s)``::
 
@@ -177,7 +177,7 @@ def dropout_pointwise(x: torch.Tensor, dropout: nn.Dropout3d, conv: nn.Conv3d) -
 
 
 class EncoderDecoder(nn.Module):
-    """The DDR encoder-decoder of both stages (SPEC §5.1).
+    """The DDR encoder-decoder of both stages of SketchAwareSSC.
 
     ``x (B, width, D, H, W) -> logits (B, num_classes, D, H, W)``; D, H, W divisible by 4.
 

@@ -405,8 +405,9 @@ class SketchAwareSSC(nn.Module):
                 self.backbone.requires_grad_(False)
             in_channels = self.backbone.out_channels
         else:
-            given = [k for k, v in (("backbone", backbone), ("backbone_weights", backbone_weights),
-                                    ("image_scale", image_scale != 1 or None)) if v is not None]
+            given = [name for name, unused in (("backbone", backbone is None),
+                                               ("backbone_weights", backbone_weights is None),
+                                               ("image_scale", image_scale == 1)) if not unused]
             if given:
                 raise ValueError(f"semantic_input={semantic_input!r} has no 2D backbone; "
                                  f"do not pass {', '.join(given)}")
