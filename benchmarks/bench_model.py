@@ -8,14 +8,14 @@ Measures, at full NYU size (RGB 480x640, grid 60x36x60), in the same run:
   forward + backward);
 * ``cvae``: the CVAE alone in training mode (all samples decoded, forward + backward);
 
-each for the fast path (``model.naive = False``, the defaults: lifting sampled at the mapped
-pixels with the zero-fill computed around them only, channel dropout fused into the 1x1x1
-classifiers, the DDR layers / stem fronts / full-size BatchNorm + ReLU recomputed in the
-backward pass instead of kept, the CVAE condition term shared by the samples) and the naive path
-(``naive = True``: the original's full-resolution x16 upsample + per-sample gather, dense 3x3x3
-fill, dropout then classifier, every activation kept, per-sample CVAE loop on the concatenated
-input). Same weights, same inputs (by default the real NYU sample frame's TSDF, mapping and
-labels, random RGB).
+each for the fast path (the model itself: lifting sampled at the mapped pixels with the
+zero-fill computed around them only, channel dropout fused into the 1x1x1 classifiers, the DDR
+layers / stem fronts / full-size BatchNorm + ReLU recomputed in the backward pass instead of
+kept, the CVAE condition term shared by the samples) and the naive path (the reference
+functions of ``tests/models/_sketch_aware_reference.py``: the original's full-resolution x16
+upsample + per-sample gather, dense 3x3x3 fill, dropout then classifier, every activation kept,
+per-sample CVAE loop on the concatenated input). Same weights, same inputs (by default the real
+NYU sample frame's TSDF, mapping and labels, random RGB).
 
 Peak memory: every (measurement, path) runs in a **fresh process** (``multiprocessing`` spawn,
 no shell), which reads its own ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (Linux: KiB, the
@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -46,11 +47,14 @@ IMAGE = (480, 640)
 
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu_sample" / "NYU0001_0000.bin"
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "models"
+"""Folder of ``_sketch_aware_reference.py``, the naive paths (kept with the tests, as PyTorch3D does)."""
 
 
 def _batch(b: int, mapped: int, seed: int, frame: str | None = None):
     """A batch of ``b`` frames: the real NYU frame's TSDF, mapping, labels, label_weight and
-    sketch when ``frame`` (a depthbin ``.bin``) is given, random RGB; else random everything with
+    sketch when ``frame`` (a depthbin ``.bin``) is given, random RGB and 2D prior (NYU-13 ids,
+    for the prior variants); else random everything with
     ``mapped`` random voxels per frame seeing a pixel (scattered over the whole grid, so their
     neighbourhoods cover most of it: a worst case for the sparse fill)."""
     import numpy as np
@@ -58,6 +62,7 @@ def _batch(b: int, mapped: int, seed: int, frame: str | None = None):
 
     g = torch.Generator().manual_seed(seed)
     rgb = torch.randn(b, 3, *IMAGE, generator=g)
+    prior = torch.randint(0, 14, (b, *IMAGE), generator=g)
     if frame:
         from torchssc.prepare.pipeline import prepare_depthbin
 
@@ -66,7 +71,7 @@ def _batch(b: int, mapped: int, seed: int, frame: str | None = None):
         def rep(a, dtype):
             return torch.as_tensor(np.asarray(a)).to(dtype).reshape(1, *GRID).repeat(b, 1, 1, 1)
 
-        return {"rgb": rgb, "tsdf": rep(f.tsdf, torch.float32).unsqueeze(1),
+        return {"rgb": rgb, "prior": prior, "tsdf": rep(f.tsdf, torch.float32).unsqueeze(1),
                 "mapping": rep(f.mapping, torch.int64).reshape(b, -1),
                 "sketch_gt": rep(f.sketch, torch.int64), "label": rep(f.label, torch.int64),
                 "label_weight": rep(f.label_weight, torch.float32)}
@@ -78,6 +83,7 @@ def _batch(b: int, mapped: int, seed: int, frame: str | None = None):
         mapping[i, voxels] = torch.randint(0, hw, (mapped,), generator=g)
     return {
         "rgb": rgb,
+        "prior": prior,
         "tsdf": torch.randn(b, 1, *GRID, generator=g).clamp_(-1, 1),
         "mapping": mapping,
         "sketch_gt": torch.randint(0, 2, (b, *GRID), generator=g),
@@ -92,13 +98,16 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
 
     from torchssc.losses import get_loss
     from torchssc.models import get_model
-    from torchssc.models.lifting import fill_unmapped, lift_and_fill, lift_features_naive
+    from torchssc.models.lifting import lift_and_fill, lift_labels
+
+    sys.path.insert(0, str(REFERENCE))
+    import _sketch_aware_reference as ref
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = get_model(args.model)
-    model.naive = naive
+    forward = (lambda b: ref.sketch_aware_naive(model, b)) if naive else model
     batch = _batch(1 if kind == "infer" else 2, args.mapped, seed=0, frame=args.frame or None)
 
     if kind == "infer":
@@ -106,7 +115,7 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
 
         def call():
             with torch.no_grad():
-                model(batch)
+                forward(batch)
     elif kind == "train":
         model.train()
         loss_fn = get_loss("sketch_aware")
@@ -114,16 +123,22 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
                               momentum=0.9)
 
         def call():
-            losses = loss_fn(model(batch), batch)
+            losses = loss_fn(forward(batch), batch)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()
+    elif kind == "lift" and model.semantic_input == "prior":  # the one-hot prior: no gradient
+        def call():
+            if naive:
+                ref.lift_labels_naive(batch["prior"][:2], batch["mapping"], GRID, 14)
+            else:
+                lift_labels(batch["prior"][:2], batch["mapping"], GRID, 14)
     elif kind == "lift":
         width = model.stage2.reduce[0].out_channels
         h, w = IMAGE[0] // 16, IMAGE[1] // 16
         features = torch.randn(2, width, h, w, requires_grad=True)
         def lift(*a):
-            return fill_unmapped(lift_features_naive(*a)) if naive else lift_and_fill(*a)
+            return ref.fill_unmapped(ref.lift_features_naive(*a)) if naive else lift_and_fill(*a)
 
         def call():
             out = lift(features, batch["mapping"], GRID, IMAGE)
@@ -133,7 +148,7 @@ def _measure(kind: str, naive: bool, args: argparse.Namespace, queue) -> None:
         sketch = batch["sketch_gt"].unsqueeze(1).float()
 
         def call():
-            out = cvae(sketch, batch["sketch_gt"], naive=naive, lean=model.recompute_activations)
+            out = ref.cvae_naive(cvae, sketch, batch["sketch_gt"]) if naive else cvae(sketch, batch["sketch_gt"])
             (out["sketch_prior"].sum() + out["sketch_posterior"].sum()
              + out["latent_mean"].sum()).backward()
     else:
@@ -167,7 +182,9 @@ def run_one(kind: str, naive: bool, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="sketch_aware_ssc",
-                        help="registered SketchAwareSSC variant (sketch_aware_ssc, sketch_aware_ssc_lite)")
+                        help="registered SketchAwareSSC variant (sketch_aware_ssc, sketch_aware_ssc_lite, "
+                             "sketch_aware_ssc_prior, sketch_aware_ssc_prior_lite, ...); 'lift' needs "
+                             "an RGB or prior variant")
     parser.add_argument("--kinds", default="lift,cvae,infer,train",
                         help="comma list of: lift, cvae, infer, train")
     parser.add_argument("--iters", type=int, default=2, help="measured calls per measurement")

@@ -60,12 +60,13 @@ DEFAULTS: dict[str, Any] = {
     "model": {"name": "sketch_aware_ssc", "kwargs": {}},
     "loss": {"name": "sketch_aware", "kwargs": {}},
     "optim": {
+        "name": "sgd",  # sgd | adamw (torch.optim.AdamW, default betas; decoupled weight decay)
         "lr": 0.05,  # lr0 at train.global_batch, under standard DDP gradient averaging
-        "momentum": 0.9,
+        "momentum": 0.9,  # sgd only
         "weight_decay": 1.0e-3,  # conv/linear weights only
-        "nesterov": False,
+        "nesterov": False,  # sgd only
         "schedule": "poly",  # poly | constant | step
-        "poly_power": 0.9,  # lr = lr0 * (1 - it / total) ** poly_power, per iteration
+        "poly_power": 0.9,  # lr = lr0 * (1 - it / total) ** poly_power, per iteration (1.0: linear decay)
         "step_epochs": [],  # schedule=step: multiply lr by step_gamma at each of these epochs
         "step_gamma": 0.1,
     },
@@ -96,6 +97,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {
+    "optim.name": ("sgd", "adamw"),
     "optim.schedule": ("poly", "constant", "step"),
     "train.amp": ("none", "bf16", "fp16"),
     "train.sampler": ("with_replacement", "shuffle"),

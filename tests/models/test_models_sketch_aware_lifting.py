@@ -1,11 +1,14 @@
-"""2D->3D lifting and the zero-fill rule of SketchAwareSSC, against naive loop references."""
+"""2D->3D lifting (features and the one-hot 2D prior) and the zero-fill rule of SketchAwareSSC,
+against naive loop references."""
 
 import itertools
 
 import pytest
 import torch
 
-from torchssc.models.lifting import fill_unmapped, lift_and_fill, lift_features, lift_features_naive
+import _sketch_aware_reference as ref
+from _sketch_aware_reference import fill_unmapped, lift_features_naive
+from torchssc.models.lifting import lift_and_fill, lift_features, lift_labels
 
 
 @pytest.fixture(autouse=True)
@@ -164,3 +167,64 @@ def test_lift_and_fill_with_nothing_mapped_is_zero():
     mapping = torch.full((1, 24), 64, dtype=torch.int64)
     out = lift_and_fill(torch.randn(1, 2, 3, 3), mapping, grid, image_size)
     assert out.shape == (1, 2, *grid) and not out.any()
+
+
+# --- the 2D segmentation prior: one-hot ids lifted like the features -----------------------------
+
+def _lift_labels_loop(labels, mapping, grid, num_classes):
+    """Each voxel with a pixel gets the one-hot vector of that pixel's id, by hand."""
+    b, h, w = labels.shape
+    out = torch.zeros(b, num_classes, *grid, dtype=torch.float64)
+    for i in range(b):
+        for flat, (a, bb, cc) in enumerate(itertools.product(*map(range, grid))):
+            p = int(mapping[i, flat])
+            if 0 <= p < h * w:
+                out[i, int(labels[i, p // w, p % w]), a, bb, cc] = 1.0
+    return out
+
+
+@pytest.mark.parametrize(
+    "grid, image_size, num_classes, frac",
+    [((5, 3, 7), (12, 16), 14, 0.4), ((4, 4, 4), (9, 13), 5, 1.0), ((3, 5, 3), (7, 11), 3, 0.05)],
+)
+def test_lift_labels_matches_loop_and_dense_one_hot(grid, image_size, num_classes, frac):
+    g = torch.Generator().manual_seed(11)
+    b = 2
+    labels = torch.randint(0, num_classes, (b, *image_size), generator=g)
+    mapping = _random_mapping(b, grid, image_size, seed=12, frac=frac)
+    loop = _lift_labels_loop(labels, mapping, grid, num_classes)
+    plain = lift_labels(labels, mapping, grid, num_classes, fill=False, dtype=torch.float64)
+    assert plain.shape == (b, num_classes, *grid) and plain.is_contiguous()
+    torch.testing.assert_close(plain, loop, atol=0, rtol=0)
+    filled = lift_labels(labels, mapping, grid, num_classes, dtype=torch.float64)
+    assert filled.is_contiguous()
+    torch.testing.assert_close(filled, _fill_loop(loop))
+    # the dense path: one-hot image (B, K, H, W), full-size lift, dense fill
+    torch.testing.assert_close(filled, ref.lift_labels_naive(labels, mapping, grid, num_classes,
+                                                             dtype=torch.float64))
+    # the same as lifting the one-hot image as features
+    image = ref.one_hot_image(labels, num_classes, torch.float64)
+    torch.testing.assert_close(filled, lift_and_fill(image, mapping, grid, image_size))
+    # every mapped voxel holds exactly one 1 before the fill; unmapped ones are all zero
+    mapped = (mapping < image_size[0] * image_size[1]).view(b, *grid)
+    assert torch.equal(plain.sum(1), mapped.double())
+    assert lift_labels(labels, mapping, grid, num_classes).dtype == torch.float32
+
+
+def test_lift_labels_reads_only_mapped_pixels_and_checks_ids():
+    grid, image_size = (2, 3, 4), (5, 6)
+    labels = torch.full((1, *image_size), 255, dtype=torch.uint8)        # invalid everywhere ...
+    mapping = torch.full((1, 24), 30, dtype=torch.int64)
+    mapping[0, 5] = 7
+    labels[0, 1, 1] = 3                                                  # ... but at pixel 7
+    out = lift_labels(labels, mapping, grid, 4, fill=False)
+    assert out.sum() == 1 and out[0, 3].flatten()[5] == 1
+    labels[0, 1, 1] = 4
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        lift_labels(labels, mapping, grid, 4)
+    with pytest.raises(ValueError, match="labels"):
+        lift_labels(labels.float(), mapping, grid, 4)
+    with pytest.raises(ValueError, match="mapping"):
+        lift_labels(labels, mapping[:, :10], grid, 4)
+    empty = lift_labels(labels, torch.full((1, 24), 30), grid, 4)         # nothing mapped
+    assert empty.shape == (1, 4, *grid) and not empty.any()

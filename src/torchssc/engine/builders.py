@@ -101,11 +101,15 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (``optim.lr``, ``momentum``, ``nesterov``) over :func:`parameter_groups`."""
+    """``optim.name`` over :func:`parameter_groups`: SGD (``optim.lr``, ``momentum``,
+    ``nesterov``) or AdamW (``optim.lr``, torch's default betas and eps; the groups' weight decay
+    is AdamW's decoupled decay)."""
     opt = cfg["optim"]
     groups = parameter_groups(model, float(opt["weight_decay"]))
     if not groups:
         raise ValueError(f"model {cfg['model']['name']!r} has no trainable parameters")
+    if opt["name"] == "adamw":
+        return torch.optim.AdamW(groups, lr=float(opt["lr"]))
     return torch.optim.SGD(
         groups, lr=float(opt["lr"]), momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"])
     )

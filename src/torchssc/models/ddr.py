@@ -1,4 +1,4 @@
-"""DDR building blocks of SketchAwareSSC (SPEC §5.1): the factorised 3D bottleneck and the
+"""DDR building blocks of SketchAwareSSC (docs/model.md): the factorised 3D bottleneck and the
 encoder-decoder shared by both stages.
 
 All tensors are ``(B, C, D, H, W)`` float volumes in the axis order of :mod:`torchssc.geometry`
@@ -59,7 +59,7 @@ def _resize_branch(planes: int, pool: tuple[int, int, int]) -> nn.Sequential:
 
 
 class Bottleneck3D(nn.Module):
-    """DDR bottleneck ``Bottleneck3D(in, planes, expansion, stride, dilation)`` (SPEC §5.1).
+    """DDR bottleneck ``Bottleneck3D(in, planes, expansion, stride, dilation)``.
 
     ``x (B, in, D, H, W) -> (B, planes * expansion, D/s, H/s, W/s)``::
 
@@ -177,7 +177,7 @@ def dropout_pointwise(x: torch.Tensor, dropout: nn.Dropout3d, conv: nn.Conv3d) -
 
 
 class EncoderDecoder(nn.Module):
-    """The DDR encoder-decoder of both stages (SPEC §5.1).
+    """The DDR encoder-decoder of both stages of SketchAwareSSC.
 
     ``x (B, width, D, H, W) -> logits (B, num_classes, D, H, W)``; D, H, W divisible by 4.
 
@@ -185,10 +185,14 @@ class EncoderDecoder(nn.Module):
     -> ``(B, w, D/2, H/2, W/2)``; layer2: DDR(w, w/4, exp 8, stride 2) then DDR(2w, w/2, exp 4)
     with dilations 1, 2, 3 -> ``(B, 2w, D/4, H/4, W/4)``; decoder: up(2w -> w) + layer1 output,
     up(w -> w), Dropout3d(0.1), 1x1x1 conv with bias to ``num_classes``.
+
+    ``recompute`` (attribute, default True): recompute activations in the backward pass
+    (:mod:`torchssc.models.recompute`; training only, same results).
     """
 
-    def __init__(self, width: int, num_classes: int) -> None:
+    def __init__(self, width: int, num_classes: int, *, recompute: bool = True) -> None:
         super().__init__()
+        self.recompute = recompute
         if width % 4:
             raise ValueError(f"width must be divisible by 4, got {width}")
         w, q = width, width // 4
@@ -204,21 +208,17 @@ class EncoderDecoder(nn.Module):
         self.up2 = _up_bn_relu(w, w)
         self.classifier = nn.Sequential(nn.Dropout3d(0.1), nn.Conv3d(w, num_classes, 1))
 
-    def forward(self, x: torch.Tensor, naive: bool = False, lean: bool = True) -> torch.Tensor:
-        """``naive``: the original's order of operations, every activation kept. Else the
-        classifier's dropout is fused into its 1x1x1 conv (:func:`dropout_pointwise`) and, with
-        ``lean`` (training), the DDR layers and the last BN + ReLU + classifier are recomputed
-        in the backward pass instead of kept: same maths either way."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's dropout is fused into its 1x1x1 conv (:func:`dropout_pointwise`);
+        with ``self.recompute`` (in training) the DDR layers (~5% of the FLOPs, most of the kept
+        activations) and the last BN + ReLU + classifier are recomputed in the backward pass
+        instead of kept. Same maths as ``classifier(up2(up1(layer2(f1)) + f1))``, ``f1 =
+        layer1(x)`` (the reference in the tests)."""
         if any(n % 4 for n in x.shape[2:]):
             raise ValueError(f"grid dimensions must be divisible by 4, got {tuple(x.shape[2:])}")
-        if naive:
-            f1 = self.layer1(x)                                         # (B, w, D/2, H/2, W/2)
-            f2 = self.layer2(f1)                                        # (B, 2w, D/4, H/4, W/4)
-            return self.classifier(self.up2(self.up1(f2) + f1))         # (B, classes, D, H, W)
-        # fast path: same maths; the DDR layers (~5% of the FLOPs, most of the kept activations)
-        # and the full-size BN + ReLU + classifier are recomputed in the backward pass
-        f1 = recompute(self.layer1, self, x, enabled=lean)
-        f2 = recompute(self.layer2, self, f1, enabled=lean)
+        lean = self.recompute
+        f1 = recompute(self.layer1, self, x, enabled=lean)              # (B, w, D/2, H/2, W/2)
+        f2 = recompute(self.layer2, self, f1, enabled=lean)             # (B, 2w, D/4, H/4, W/4)
         conv_t, norm, relu = self.up2
         return recompute(lambda t: dropout_pointwise(relu(norm(t)), *self.classifier), self,
-                         conv_t(self.up1(f2) + f1), enabled=lean)
+                         conv_t(self.up1(f2) + f1), enabled=lean)      # (B, classes, D, H, W)
