@@ -93,7 +93,7 @@ def test_recipe_trains_a_step_through_the_engine(name):
     assert len(changed) > len(before) // 2
 
 
-@pytest.mark.parametrize("value, passed", [("auto", {}), (True, {"prior": True}), (False, {"prior": False})])
+@pytest.mark.parametrize("value, passed", [("auto", {"prior": "auto"}), (True, {"prior": True}), (False, {"prior": False})])
 def test_data_prior_switch_reaches_the_dataset(monkeypatch, value, passed):
     seen = {}
 
