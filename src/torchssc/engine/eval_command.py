@@ -40,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", default=None, metavar="DIR", help="save DIR/results/<id>.npy and results_sketch/<id>.npy")
     parser.add_argument("--out", default=None, metavar="DIR", help="report folder (default: <run folder>/eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Let KEY=VALUE overrides come after the options too (`... --checkpoints 250 data.root=X`);
-    # torchssc.cli calls parser.parse_args.
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
 
 
 def _setup_logging() -> None:

@@ -16,10 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
     parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
-    pose = parser.add_mutually_exclusive_group()
-    pose.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers")
-    pose.add_argument("--estimate-pose", action="store_true",
-                      help="estimate gravity, floor height and room directions from the depth (the default without --pose)")
+    parser.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers "
+                        "(default: estimate gravity, floor height and room directions from the depth)")
     parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
                         help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
     parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
