@@ -113,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="prepared synthetic rooms (train and test splits)")
     parser.add_argument("--out", type=Path, required=True, help="runs, seeds.jsonl and seeds.md go here")
-    parser.add_argument("--recipe", type=Path, help="default: the demo's recipe (torchssc.demo.default_recipe)")
+    parser.add_argument("--recipe", help="a recipe file or name (default: the demo's, torchssc.demo.RECIPE)")
     parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
     parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="NAME [KEY=VALUE ...]",
                         help="a named set of recipe overrides (repeatable; default: 'base', the recipe as it is)")
@@ -144,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     args.out.mkdir(parents=True, exist_ok=True)
     from torchssc.config import load_config
-    from torchssc.demo import default_recipe, most_frequent_class, score_constant
+    from torchssc.config import find_recipe
+    from torchssc.demo import RECIPE, most_frequent_class, score_constant
     from torchssc.engine.builders import build_dataset
     from torchssc.io.atomic import write_bytes_atomic
 
-    args.recipe = args.recipe or default_recipe()
+    args.recipe = find_recipe(args.recipe or RECIPE)
     shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
               "threads": args.threads, "common": list(args.overrides)}
     cfg = load_config(args.recipe, [f"data.root={args.root}", *args.overrides])

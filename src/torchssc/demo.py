@@ -25,17 +25,8 @@ from torchssc.io.atomic import write_bytes_atomic
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("torchssc", "sscnet", "all")
-RECIPE = "sketch_aware_ssc_synth_cpu.yaml"
-
-
-def default_recipe() -> Path:
-    """``configs/sketch_aware_ssc_synth_cpu.yaml`` of the source tree (or of the cwd)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        path = base / "configs" / RECIPE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"configs/{RECIPE} not found in the current folder or the torchssc source tree; "
-                            "pass --config")
+RECIPE = "sketch_aware_ssc_synth_cpu"
+"""The demo's shipped recipe (:func:`torchssc.config.find_recipe`)."""
 
 
 def make_data(out: Path, *, frames: int, test_fraction: float, seed: int, workers: int) -> Path:
@@ -119,8 +110,7 @@ def run_demo(
 
     out = Path(out)
     root = make_data(out, frames=frames, test_fraction=test_fraction, seed=seed, workers=workers)
-    recipe = Path(config) if config is not None else default_recipe()
-    cfg = load_config(recipe, [f"data.root={root}", f"run.dir={out}", "run.name=run", *overrides])
+    cfg = load_config(RECIPE if config is None else config, [f"data.root={root}", f"run.dir={out}", "run.name=run", *overrides])
     run_dir = out / "run"
     epochs = int(cfg["train"]["epochs"])
     done = list_checkpoints(run_dir)

@@ -3,15 +3,14 @@ variant through ``train_one_epoch`` / ``evaluate`` on a tiny in-memory grid."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
-from torchssc.config import load_config
+from torchssc.config import load_config, recipes_dir
 from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler
 from torchssc.engine.train import EpochContext, evaluate, train_one_epoch
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = recipes_dir()
 
 
 def test_paper_recipe_optimises_exactly_the_trainable_heads():

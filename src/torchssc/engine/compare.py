@@ -142,16 +142,6 @@ def add_overrides(specs: Sequence[ModelSpec], items: Sequence[str]) -> list[Mode
     return [replace(s, extra=tuple(extra[s.label])) for s in specs]
 
 
-def configs_dir() -> Path:
-    """``configs/`` of the current folder (as a relative path) or of the torchssc source tree."""
-    if Path("configs").is_dir():
-        return Path("configs")
-    source = Path(__file__).resolve().parents[3] / "configs"
-    if source.is_dir():
-        return source
-    raise FileNotFoundError("configs/ not found in the current folder or the torchssc source tree")
-
-
 def find_recipe(model: str, configs: str | os.PathLike | None = None) -> ModelSpec:
     """The CPU synthetic recipe of a registered model name, or a recipe given by its path.
 
@@ -171,7 +161,9 @@ def find_recipe(model: str, configs: str | os.PathLike | None = None) -> ModelSp
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recipe")
         return ModelSpec(path.stem, path)
-    folder = Path(configs) if configs is not None else configs_dir()
+    from torchssc.config import recipes_dir
+
+    folder = Path(configs) if configs is not None else recipes_dir()
     recipes = sorted(folder.glob("*_synth_cpu.yaml"))
     for path in recipes:
         if load_config(path)["model"]["name"] == model:

@@ -20,7 +20,7 @@ from torchssc.config import load_config, run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder or a YAML recipe")
+    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder, a YAML recipe or a recipe name")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. data.root=DATA/NYU eval.seed=1"
     )
@@ -50,17 +50,16 @@ def _setup_logging() -> None:
 
 
 def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple[dict, Path]:
-    """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``) or a YAML recipe."""
+    """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``), a YAML recipe or a shipped
+    recipe's name (:func:`torchssc.config.find_recipe`)."""
     path = Path(run_or_config)
     if path.is_dir():
         config_path = path / "config.yaml"
         if not config_path.is_file():
             raise FileNotFoundError(f"{path}: a run folder must hold config.yaml")
         return load_config(config_path, overrides), path
-    if path.is_file():
-        cfg = load_config(path, overrides)
-        return cfg, run_dir(cfg)
-    raise FileNotFoundError(f"{path}: neither a run folder nor a config file")
+    cfg = load_config(path, overrides)  # a recipe file or a shipped recipe's name
+    return cfg, run_dir(cfg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from torchssc.config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML recipe (configs/*.yaml) or a run folder's config.yaml")
+    parser.add_argument("config", help="a shipped recipe's name (e.g. sketch_aware_ssc_nyu), a YAML recipe file or a run folder's config.yaml")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, YAML values, e.g. optim.lr=0.01 train.amp=bf16"
     )
