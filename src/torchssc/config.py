@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import yaml
 
 from torchssc.io.atomic import atomic_path
+from torchssc.metrics import PROTOCOLS
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need
@@ -103,7 +104,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.sampler": ("with_replacement", "shuffle"),
     "train.device": ("auto", "cpu", "cuda"),
     "data.rgb": ("auto", True, False),
-    "eval.protocol": ("torchssc", "sscnet", "all"),
+    "eval.protocol": PROTOCOLS,
 }
 
 

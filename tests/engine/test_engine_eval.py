@@ -290,18 +290,3 @@ def test_two_process_eval_equals_single_process(tmp_path):
             assert g["sc_precision"] == pytest.approx(w["sc_precision"], rel=1e-12)
     # every frame predicted by one of the ranks
     assert sorted(p.name for p in (tmp_path / "saved" / "results").iterdir()) == [f"{i}.npy" for i in IDS]
-
-
-def test_decode_replaces_the_argmax(tmp_path):
-    run = _make_run(tmp_path)
-    cfg = load_config(run / "config.yaml")
-    records = evaluate_checkpoints(cfg, [epoch_path(run, 2)], protocols=list(PROTOCOLS), progress=False,
-                                   decode=lambda logits: torch.full_like(logits[:, 0], 3, dtype=torch.long))
-    want = {p: SSCMetrics(p) for p in PROTOCOLS}
-    for frame_id in IDS:
-        f = read_frame(run.parent.parent / "data", frame_id, visibility=True)
-        for m in want.values():
-            m.update(np.full((1, *f.label.shape), 3, np.uint8), f.label[None], label_weight=f.label_weight[None],
-                     mapping=f.mapping[None], visibility=f.visibility[None])
-    for record in records:
-        _same_metrics(json_ready(record["metrics"]), want[record["protocol"]].compute())

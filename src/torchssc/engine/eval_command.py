@@ -12,7 +12,6 @@ See docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
@@ -42,13 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-
-
 def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple[dict, Path]:
     """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``), a YAML recipe or a shipped
     recipe's name (:func:`torchssc.config.find_recipe`)."""
@@ -63,10 +55,11 @@ def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, run_checkpoints, summary_table
-    from torchssc.metrics import format_results
+    from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, record_title, run_checkpoints
+    from torchssc.engine.logs import setup_logging
+    from torchssc.report import metrics_report, scores_table
 
-    _setup_logging()
+    setup_logging()
     cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
     protocols = parse_protocols(args.protocol if args.protocol is not None else cfg["eval"]["protocol"])
     checkpoints = run_checkpoints(args.checkpoints, folder)
@@ -82,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0") or 0) == 0:
         for record in records:
-            title = f"{Path(record['checkpoint']).stem} (epoch {record['epoch']}) on split '{record['split']}'"
-            print(format_results(record["metrics"], title=title))
-        print(summary_table(records))
+            print(metrics_report(record["metrics"], title=record_title(record)))
+        rows = [([Path(r["checkpoint"]).name, str(r["epoch"]), r["protocol"]], r["metrics"]) for r in records]
+        print(scores_table(["checkpoint", "epoch", "protocol"], rows))
         print(f"\nreports: {out_dir}")
     return 0

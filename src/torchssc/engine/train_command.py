@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from torchssc.config import load_config
 
@@ -23,19 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume-from", metavar="CKPT", default=None, help="continue from this checkpoint file")
 
 
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0") or 0)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # only rank 0 talks; the others keep warnings and errors
-    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-
-
 def run(args: argparse.Namespace) -> int:
+    from torchssc.engine.logs import setup_logging
     from torchssc.engine.train import NonFiniteLossError, main
 
-    _setup_logging()
+    setup_logging()
     cfg = load_config(args.config, args.overrides)
     resume = args.resume_from if args.resume_from else bool(args.resume)
     try:

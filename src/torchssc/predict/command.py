@@ -31,13 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchssc.predict.predict import load_trained_model, predict_labels, prepare_inputs
+    from torchssc.engine.checkpoint import load_model
+    from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
     formats = [f for f in args.formats.split(",") if f]
-    model, cfg = load_trained_model(args.checkpoint, args.device)
-    fine = bool(cfg.get("data", {}).get("fine", False))
+    model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
+    fine = bool(state["config"].get("data", {}).get("fine", False))
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,
