@@ -24,9 +24,6 @@ from torchssc.prepare.sketch import sketch_from_labels
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
 from torchssc.prepare.visibility import visibility_volume
 
-CLOCK = time.perf_counter
-"""Clock used for ``timings`` (wall time); a benchmark may set ``time.process_time`` here."""
-
 STAGES = (
     "hits", "tsdf", "labels", "tsdf_mean", "label_weight", "mapping", "sketch", "visibility", "fine",
 )
@@ -35,10 +32,10 @@ STAGES = (
 
 @contextmanager
 def _timed(timings: dict | None, name: str):
-    start = CLOCK()
+    start = time.process_time()
     yield
     if timings is not None:
-        timings[name] = timings.get(name, 0.0) + CLOCK() - start
+        timings[name] = timings.get(name, 0.0) + time.process_time() - start
 
 
 def prepare_frame(
@@ -66,7 +63,7 @@ def prepare_frame(
         fine: also return SSCNet's flipped fine TSDF (``tsdf_fine``).
         tie_rule: label downsampling rule, ``"default"`` or ``"sscnet"``.
         voxel: fine voxel edge (m).
-        timings: if a dict, seconds per stage (:data:`STAGES`) are added to it.
+        timings: if a dict, CPU seconds per stage (:data:`STAGES`) are added to it.
     Returns:
         :class:`~torchssc.io.prepared.PreparedFrame` with label-grid fields ``(D/4, H/4, W/4)``:
         ``tsdf`` float32, ``label_weight`` uint8, ``mapping`` ``(D*H*W/64,)`` int64 (``W*H`` = no
