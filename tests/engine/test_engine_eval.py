@@ -22,7 +22,6 @@ from torchssc.config import load_config, save_config
 from torchssc.engine.checkpoint import FORMAT_VERSION, epoch_path, last_path, save_checkpoint
 from torchssc.engine.evaluate import (
     evaluate_checkpoints,
-    json_ready,
     parse_protocols,
     run_checkpoints,
     select_checkpoints,

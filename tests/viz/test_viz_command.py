@@ -12,7 +12,7 @@ from torchssc.cli import main
 from torchssc.geometry import LABEL_SHAPE, NYU_INTRINSICS, PALETTE
 from torchssc.io.prepared import PreparedFrame, write_frame
 from torchssc.viz.html import decode_voxels
-from torchssc.viz.render import look_at
+from torchssc.viz.camera import look_at
 
 SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
 

@@ -10,7 +10,7 @@ import pytest
 
 from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, NYU_INTRINSICS, Intrinsics, map_36_to_11
 from torchssc.io.prepared import PreparedFrame, write_frame
-from torchssc.viz.render import look_at
+from torchssc.viz.camera import look_at
 from torchssc.viz.volumes import (
     Volume,
     apply_mask,
