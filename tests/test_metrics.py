@@ -392,6 +392,7 @@ def _reduce_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_two_processes_equals_single(tmp_path):
     mp.spawn(_reduce_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     pred, label, weight, mapping, vis = random_batch(11, b=5, pix=40)

@@ -114,6 +114,7 @@ def test_check_root_names_missing_folders(data, tmp_path):
         check_root(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_prepare_rooms_prepares_what_every_model_needs(tmp_path):
     root = prepare_rooms(tmp_path / "synth", frames=2, seed=0, test_fraction=0.5)
     assert check_root(root) == {"train": 1, "test": 1}  # TSDFFine, Depth, Visibility, RGB present
@@ -122,6 +123,7 @@ def test_prepare_rooms_prepares_what_every_model_needs(tmp_path):
         prepare_rooms(tmp_path / "synth", frames=3)
 
 
+@pytest.mark.slow
 def test_run_step_isolates_and_reports_failures():
     child = run_step(os.getpid, ())
     assert child["ok"] != os.getpid()  # a fresh process
@@ -132,6 +134,7 @@ def test_run_step_isolates_and_reports_failures():
     assert run_step(math.sqrt, (-1.0,), spawn=False)["error"].startswith("ValueError")
 
 
+@pytest.mark.slow
 def test_compare_tiny_models_with_a_failure_in_between(data, tmp_path):
     good = _recipe(tmp_path / "tiny.yaml")
     broken = _recipe(tmp_path / "broken.yaml", model="no_such_model")

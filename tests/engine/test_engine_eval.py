@@ -272,6 +272,7 @@ def _eval_worker(rank: int, world: int, port: int, run: str, out: str) -> None:
     torch.save([r["metrics"] for r in records], Path(out) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow
 def test_two_process_eval_equals_single_process(tmp_path):
     run = _make_run(tmp_path)
     mp.spawn(_eval_worker, args=(2, _free_port(), str(run), str(tmp_path)), nprocs=2, join=True)

@@ -36,6 +36,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, data_root, monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)

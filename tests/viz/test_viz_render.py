@@ -254,17 +254,14 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     assert NYU_INTRINSICS.width == 640
 
 
-def test_camera_view_of_real_sample_reproduces_its_depth():
+def test_camera_view_of_real_sample_reproduces_its_depth(nyu_sample):
     """Ray-cast the real frame's ground truth from its own pose: the depth seen must match the
     Kinect depth (it would not with a wrong axis order, pose direction or mirrored image)."""
-    from pathlib import Path
-
     from torchssc.io.depthbin import read_depth_png
     from torchssc.viz.volumes import load_volume
 
-    sample = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
-    vol = load_volume(sample / "NYU0001_0000.bin")
-    depth = read_depth_png(sample / "NYU0001_0000.png")
+    vol = load_volume(nyu_sample / "NYU0001_0000.bin")
+    depth = read_depth_png(nyu_sample / "NYU0001_0000.png")
     cam = camera_from_pose(vol.pose, NYU_INTRINSICS, size=(80, 60))
     hits = cast_rays(vol.labels, cam, voxel=vol.voxel, origin=vol.origin)
     _, dirs = cam.rays()
