@@ -1,4 +1,4 @@
-"""Scoring under named protocols (SPEC §7): ``torchssc eval`` in library form.
+"""Scoring under named protocols (docs/evaluation.md): ``torchssc eval`` in library form.
 
 :func:`score_model` is the one scoring loop: ``torchssc eval`` (:func:`evaluate_checkpoints`),
 validation during training (:func:`validation_scores`) and the trivial baselines

@@ -246,11 +246,15 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, total_iters, iters_per_epoch=iters_per_epoch)
     scaler = torch.amp.GradScaler(info.device.type, enabled=t["amp"] == "fp16")
-    iteration = 0 if ckpt is None else restore_training_state(
-        ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rank=info.rank,
-        world_size=info.world_size, iters_per_epoch=iters_per_epoch, seed=t["seed"])
-    train_model = model if info.world_size == 1 else DistributedDataParallel(
-        model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    iteration = 0
+    if ckpt is not None:
+        iteration = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                           rank=info.rank, world_size=info.world_size,
+                                           iters_per_epoch=iters_per_epoch, seed=t["seed"])
+    train_model = model  # what the loop calls; checkpoints and validation use the bare model
+    if info.world_size > 1:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=device_ids)
     log = RunLog(out, iteration=iteration, enabled=info.is_main)
     ctx = EpochContext(device=info.device, amp=t["amp"], global_batch=t["global_batch"], log_every=t["log_every"],
                        is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file)
