@@ -31,9 +31,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from torchssc.prepare.pipeline import prepare_depthbin
-from torchssc.viz import render
+from torchssc.viz import rays, render
 from torchssc.viz.mesh import voxel_mesh
-from torchssc.viz.render import content_bounds, make_camera, raycast
+from torchssc.viz.camera import content_bounds, make_camera
+from torchssc.viz.rays import cast_rays
 from torchssc.viz.volumes import load_volume
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyu_sample" / "NYU0001_0000.bin"
@@ -100,7 +101,7 @@ def main() -> None:
     frame = prepare_depthbin(SAMPLE)
     volumes = {"60x36x60": (np.asarray(frame.label, np.uint8), 0.08), "240x144x240": (fine.labels, 0.02)}
     origin, pose = fine.origin, fine.pose
-    exact_skip = render.skip_distance
+    exact_skip = rays.skip_distance
 
     print(f"renders at {size[0]}x{size[1]}, CPU seconds, best of {args.repeat}; sample frame NYU0001")
     print(f"{'grid':12s} {'view':8s} {'skipping s':>11s} {'1-voxel steps s':>16s} {'speed-up':>9s}")
@@ -108,11 +109,11 @@ def main() -> None:
         bounds = content_bounds(labels, voxel, origin)
         for view in ("camera", "oblique", "top"):
             cam = make_camera(view, bounds, pose=pose, size=size)
-            render.skip_distance = exact_skip
-            fast = best(lambda: raycast(labels, cam, voxel=voxel, origin=origin), args.repeat)
-            render.skip_distance = lambda occ, **kw: np.where(occ, 0, 1).astype(np.int32)
-            slow = best(lambda: raycast(labels, cam, voxel=voxel, origin=origin), args.repeat)
-            render.skip_distance = exact_skip
+            rays.skip_distance = exact_skip
+            fast = best(lambda: cast_rays(labels, cam, voxel=voxel, origin=origin), args.repeat)
+            rays.skip_distance = lambda occ, **kw: np.where(occ, 0, 1).astype(np.int32)
+            slow = best(lambda: cast_rays(labels, cam, voxel=voxel, origin=origin), args.repeat)
+            rays.skip_distance = exact_skip
             print(f"{name:12s} {view:8s} {fast:11.3f} {slow:16.3f} {slow / fast:8.1f}x")
         full = best(lambda: render.render_views(labels, size=size, pose=pose, origin=origin, voxel=voxel), 1)
         print(f"{name:12s} all three views with shading: {full:.3f} s")
@@ -120,7 +121,7 @@ def main() -> None:
     labels, voxel = volumes["60x36x60"]
     cam = make_camera("camera", content_bounds(labels, voxel, origin), pose=pose, size=size)
     per_ray = naive_rays(labels, cam, voxel, origin, args.naive_rays)
-    fast = best(lambda: raycast(labels, cam, voxel=voxel, origin=origin), args.repeat)
+    fast = best(lambda: cast_rays(labels, cam, voxel=voxel, origin=origin), args.repeat)
     est = per_ray * size[0] * size[1]
     print(f"naive per-pixel loop, 60-grid camera view: {per_ray * 1e3:.2f} ms/ray on {args.naive_rays} rays "
           f"-> {est:.0f} s per image (extrapolated); vectorised {fast:.3f} s: {est / fast:.0f}x")

@@ -1,10 +1,10 @@
 """Equal-budget comparison of the models on synthetic rooms, measured in one run.
 
-Every model is trained with its own recipe (``configs/<model>_synth_cpu.yaml``: loss, model
+Every model is trained with its own recipe (the shipped ``<model>_synth_cpu``: loss, model
 kwargs, data flags) for the same budget (iterations x batch, constant LR, seed, sampler, split),
 scored on the ``test`` split under each protocol, and measured — trainable parameters, training
 CPU seconds and peak RSS, inference CPU seconds per frame and peak RSS — each step in a fresh
-spawn process (:mod:`torchssc.engine.compare`). A model that fails is reported in its row; the
+spawn process (``benchmarks/compare.py``). A model that fails is reported in its row; the
 others still run. Writes ``<out>/compare.md`` and ``<out>/compare.json`` and prints the table.
 
 Usage (a small check; see docs/baselines.md for the real budget)::
@@ -24,20 +24,21 @@ import shlex
 import sys
 from pathlib import Path
 
-from torchssc.engine.compare import (
+from compare import (  # benchmarks/compare.py, beside this script
     DEFAULT_MODELS,
-    PROTOCOLS,
     Budget,
     add_overrides,
     check_root,
     compare_models,
-    find_recipe,
-    make_data,
+    prepare_rooms,
+    recipe_for_model,
     run_context,
     table_markdown,
     write_outputs,
 )
+
 from torchssc.engine.evaluate import parse_protocols
+from torchssc.metrics import PROTOCOLS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root
     try:  # bad arguments fail here, before any model trains
         if root is None or (not root.is_dir() and args.make_data is not None):
-            root = make_data(args.make_data, frames=args.frames, seed=args.seed, test_fraction=args.test_fraction,
+            root = prepare_rooms(args.make_data, frames=args.frames, seed=args.seed, test_fraction=args.test_fraction,
                              workers=args.workers)
         counts = check_root(root)
         budget = Budget(iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed, sampler=args.sampler,
                         device=args.device, threads=args.threads)
         protocols = parse_protocols(args.protocols)
-        specs = add_overrides([find_recipe(m) for m in args.models.split(",") if m], args.override)
+        specs = add_overrides([recipe_for_model(m) for m in args.models.split(",") if m], args.override)
     except (FileNotFoundError, ValueError) as exc:
         print(f"compare_models.py: error: {exc}", file=sys.stderr)
         return 2

@@ -32,32 +32,57 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-PROTOCOLS = ("torchssc", "sscnet")
+import torch
+import torch.nn.functional as F
+
+SCORED = ("torchssc", "sscnet")
+"""The protocols this benchmark scores (of :data:`torchssc.metrics.PROTOCOLS`)."""
 KEYS = ("sc_precision", "sc_recall", "sc_iou", "ssc_miou")
 
 
-def occupancy_first(logits):
+def occupancy_first(logits: torch.Tensor) -> torch.Tensor:
     """``(B, 12, D, H, W)`` logits -> ``(B, D, H, W)``: empty where P(empty) >= 0.5, else the most
     probable of classes 1..11 (the ``occupancy`` diagnostic)."""
-    import torch
-
     prob = logits.float().softmax(1)
     return torch.where(prob[:, 0] >= 0.5, 0, prob[:, 1:].argmax(1) + 1)
 
 
-DECODINGS = {"argmax": None, "occupancy": occupancy_first}  # None: evaluate's argmax (SPEC §7)
+class Decoded(torch.nn.Module):
+    """``model`` with its ``"semantic"`` logits ``(B, C, D, H, W)`` replaced by the one-hot logits of
+    ``decode(logits)`` ``(B, D, H, W)``: scoring it (argmax, as every protocol does) scores that
+    decoding."""
+
+    def __init__(self, model: torch.nn.Module, decode) -> None:
+        super().__init__()
+        self.model, self.decode = model, decode
+
+    def forward(self, batch: dict) -> dict:
+        outputs = dict(self.model(batch))
+        semantic = outputs["semantic"]
+        labels = self.decode(semantic).long()
+        outputs["semantic"] = F.one_hot(labels, semantic.shape[1]).movedim(-1, 1).to(semantic.dtype)
+        return outputs
+
+
+DECODINGS = {"argmax": None, "occupancy": occupancy_first}  # None: the protocols' argmax
 
 
 def score(cfg: dict, checkpoint: Path) -> dict:
     """``{"<decoding>_<protocol>": [SC precision, recall, IoU, mIoU] in %}`` on the test split,
     by the code of ``torchssc eval`` (one inference pass per decoding: 12 frames, seconds)."""
-    from torchssc.engine.evaluate import evaluate_checkpoints
+    from torchssc.engine.checkpoint import load_model
+    from torchssc.engine.evaluate import score_model, scoring_dataset
 
+    test = scoring_dataset(cfg, "test", SCORED)
+    model, _ = load_model(checkpoint, cfg, device=cfg["train"]["device"])
+    if hasattr(model, "seed"):  # as score_model sets it, also for the wrapped model
+        model.seed = int(cfg["eval"]["seed"])
     out = {}
     for name, decode in DECODINGS.items():
-        for record in evaluate_checkpoints(cfg, [checkpoint], protocols=list(PROTOCOLS), split="test",
-                                           progress=False, decode=decode):
-            out[f"{name}_{record['protocol']}"] = percent(record["metrics"])
+        scores = score_model(model if decode is None else Decoded(model, decode), test, protocols=SCORED,
+                             batch_size=cfg["eval"]["batch_size"], seed=cfg["eval"]["seed"], progress=False)
+        for protocol, metrics in scores.metrics.items():
+            out[f"{name}_{protocol}"] = percent(metrics.compute())
     return out
 
 
@@ -98,7 +123,7 @@ def summary(rows: list[dict], baseline: dict) -> str:
              "SC IoU, occupancy decoding | mIoU, argmax |", "|---|---|---|---|---|---|---|"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = sorted((r for r in rows if r["variant"] == variant and "error" not in r), key=lambda r: r["seed"])
-        for p in PROTOCOLS:
+        for p in SCORED:
             base = baseline[p][2]
             am = [r[f"argmax_{p}"][2] for r in mine]
             oc = [r[f"occupancy_{p}"][2] for r in mine]
@@ -113,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="prepared synthetic rooms (train and test splits)")
     parser.add_argument("--out", type=Path, required=True, help="runs, seeds.jsonl and seeds.md go here")
-    parser.add_argument("--recipe", type=Path, help="default: the demo's recipe (torchssc.demo.default_recipe)")
+    parser.add_argument("--recipe", help="a recipe file or name (default: the demo's, torchssc.demo.RECIPE)")
     parser.add_argument("--seeds", default="0,1,2", help="comma list of training seeds")
     parser.add_argument("--variant", action="append", nargs="+", default=[], metavar="NAME [KEY=VALUE ...]",
                         help="a named set of recipe overrides (repeatable; default: 'base', the recipe as it is)")
@@ -144,18 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     args.out.mkdir(parents=True, exist_ok=True)
     from torchssc.config import load_config
-    from torchssc.demo import default_recipe, most_frequent_class, score_constant
-    from torchssc.engine.builders import build_dataset
+    from torchssc.config import find_recipe
+    from torchssc.demo import RECIPE, baselines
+    from torchssc.engine.evaluate import score_model, scoring_dataset
     from torchssc.io.atomic import write_bytes_atomic
 
-    args.recipe = args.recipe or default_recipe()
+    args.recipe = find_recipe(args.recipe or RECIPE)
     shared = {"root": str(args.root), "out": str(args.out), "recipe": str(args.recipe), "device": args.device,
               "threads": args.threads, "common": list(args.overrides)}
     cfg = load_config(args.recipe, [f"data.root={args.root}", *args.overrides])
-    common = most_frequent_class(args.root, build_dataset(cfg, "train").ids)
-    test = build_dataset({**cfg, "data": {**cfg["data"], "visibility": True}}, "test")
-    baseline = {p: percent(m) for p, m in score_constant(test, common, PROTOCOLS).items()}
-    print(json.dumps({"baseline": f"class {common} everywhere", **baseline}), flush=True)
+    name, common = list(baselines(cfg).items())[-1]  # the most frequent class everywhere
+    scores = score_model(common, scoring_dataset(cfg, "test", SCORED), protocols=SCORED, seed=cfg["eval"]["seed"],
+                         progress=False)
+    baseline = {p: percent(m.compute()) for p, m in scores.metrics.items()}
+    print(json.dumps({"baseline": name, **baseline}), flush=True)
     if args.threads:  # before the spawn children start: their OpenMP pool is sized at import
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     rows = []

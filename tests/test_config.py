@@ -7,9 +7,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from torchssc.config import DEFAULTS, apply_override, diff_configs, load_config, run_dir, save_config
+from torchssc.config import (
+    DEFAULTS,
+    apply_override,
+    diff_configs,
+    find_recipe,
+    list_recipes,
+    load_config,
+    recipes_dir,
+    run_dir,
+    save_config,
+)
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = recipes_dir()
 
 
 def _write(tmp_path: Path, recipe: dict, name: str = "r.yaml") -> Path:
@@ -148,3 +158,20 @@ def test_every_shipped_recipe_loads():
         assert cfg["run"]["name"], path
     small = load_config(CONFIGS / "sketch_aware_ssc_synth_cpu.yaml")
     assert small["model"]["name"] == "sketch_aware_ssc_lite" and small["train"]["device"] == "cpu"
+
+
+def test_recipes_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the recipes ship inside the package
+    assert "sketch_aware_ssc_nyu" in list_recipes() and "sscnet_synth_cpu" in list_recipes()
+    by_name = find_recipe("sketch_aware_ssc_nyu")
+    assert by_name == recipes_dir() / "sketch_aware_ssc_nyu.yaml" and by_name.is_file()
+    assert find_recipe("sketch_aware_ssc_nyu.yaml") == by_name
+    assert load_config("sketch_aware_ssc_nyu") == load_config(by_name)
+    assert load_config("sketch_aware_ssc_nyu")["run"]["name"] == "sketch_aware_ssc_nyu"
+    # a file of the same name in the current folder is a path, and wins
+    own = _write(tmp_path, {"optim": {"lr": 0.5}}, "sketch_aware_ssc_nyu.yaml")
+    assert find_recipe("sketch_aware_ssc_nyu.yaml").resolve() == own
+    with pytest.raises(FileNotFoundError, match="nope.*recipes: .*sketch_aware_ssc_nyu"):
+        find_recipe("nope")
+    with pytest.raises(FileNotFoundError, match="no such config file"):
+        find_recipe(tmp_path / "missing" / "sketch_aware_ssc_nyu.yaml")  # a path is never a name

@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from torchssc.cli import main
 
 
+@pytest.mark.slow
 def test_demo_pipeline_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--frames", "4", "--test-fraction", "0.25", "--workers", "1",
@@ -40,8 +42,6 @@ def test_demo_pipeline_tiny(tmp_path, capsys):
 
 
 def test_demo_refuses_rooms_of_another_size(tmp_path):
-    import pytest
-
     from torchssc.demo import make_data
 
     raw = tmp_path / "raw"

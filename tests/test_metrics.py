@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 
 from torchssc import metrics as M
 from torchssc.geometry import CLASS_NAMES, VIS_OCCLUDED, VIS_SURFACE
-from torchssc.metrics import PROTOCOLS, SSCMetrics, format_results, protocol_masks, scene_histogram, update_all
+from torchssc.metrics import PROTOCOLS, SSCMetrics, protocol_masks, scene_histogram, update_all
+from torchssc.report import metrics_report
 
 NP = 307200  # NYU "no pixel"
 
@@ -358,10 +359,10 @@ def test_update_errors():
     assert m.compute()["scenes"] == 0
 
 
-def test_format_results_names_the_protocol():
+def test_metrics_report_names_the_protocol():
     m = SSCMetrics("all")
     m.update(grid(PRED), grid(LABEL))
-    text = format_results(m.compute(), title="epoch 3")
+    text = metrics_report(m.compute(), title="epoch 3")
     assert "`all`" in text and "66.7" in text and "44.4" in text and "n/a" in text
 
 
@@ -391,6 +392,7 @@ def _reduce_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_all_reduce_two_processes_equals_single(tmp_path):
     mp.spawn(_reduce_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     pred, label, weight, mapping, vis = random_batch(11, b=5, pix=40)

@@ -9,13 +9,16 @@ the registered builder, which validates them (``engine.builders.build_model`` bu
 Overrides use dotted keys and YAML-parsed values, e.g. ``optim.lr=0.01``,
 ``train.amp=bf16``, ``model.kwargs.width=16``, ``data.root=null``.
 
-A run folder's resolved recipe is ``<run_dir>/config.yaml`` (see :func:`run_dir`); the same dict
-is stored inside every checkpoint.
+The shipped recipes are package data (``torchssc/configs/<name>.yaml``): :func:`find_recipe`
+turns a name such as ``sketch_aware_ssc_nyu`` into its file, so ``torchssc train
+sketch_aware_ssc_nyu`` works from any folder, installed or not. A run folder's resolved recipe is
+``<run_dir>/config.yaml`` (see :func:`run_dir`); the same dict is stored inside every checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import os
 import re
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Any, Iterable
 import yaml
 
 from torchssc.io.atomic import atomic_path
+from torchssc.metrics import PROTOCOLS
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need
@@ -104,7 +108,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "data.rgb": ("auto", True, False),
     "data.prior": ("auto", True, False),
-    "eval.protocol": ("torchssc", "sscnet", "all"),
+    "eval.protocol": PROTOCOLS,
 }
 
 
@@ -224,11 +228,43 @@ def validate_config(cfg: dict) -> None:
             raise ValueError(f"config key '{dotted}' must be a mapping of keyword arguments")
 
 
+def recipes_dir() -> Path:
+    """The folder of the shipped recipes, ``torchssc/configs`` inside the installed package."""
+    return Path(str(importlib.resources.files("torchssc") / "configs"))
+
+
+def list_recipes() -> list[str]:
+    """Names of the shipped recipes (file stems, sorted), e.g. ``sketch_aware_ssc_nyu``."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str | os.PathLike) -> Path:
+    """The recipe file for a path (any YAML file) or a shipped recipe's name.
+
+    ``"sketch_aware_ssc_nyu"`` and ``"sketch_aware_ssc_nyu.yaml"`` name
+    ``torchssc/configs/sketch_aware_ssc_nyu.yaml``; an existing file is returned as given.
+
+    Raises:
+        FileNotFoundError: neither an existing file nor a shipped recipe (the names are listed).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.parent == Path("."):  # a bare name: look among the shipped recipes
+        shipped = recipes_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise FileNotFoundError(
+        f"{path}: no such config file, nor a shipped recipe (recipes: {', '.join(list_recipes())})"
+    )
+
+
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
     """Read a YAML recipe, merge it over :data:`DEFAULTS`, then apply ``key.sub=value`` overrides.
 
     Args:
-        path: the recipe (a file in ``configs/`` or a run folder's ``config.yaml``).
+        path: a recipe file (e.g. a run folder's ``config.yaml``) or a shipped recipe's name
+            (:func:`find_recipe`).
         overrides: dotted ``key=value`` strings, values parsed as YAML.
 
     Returns:
@@ -236,12 +272,10 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
         the recipe file's stem.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file or recipe.
         ValueError: unparsable YAML, an unknown key (named), or a value out of range.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
+    path = find_recipe(path)
     try:
         loaded = _yaml_load(path.read_text())
     except yaml.YAMLError as exc:

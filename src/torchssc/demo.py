@@ -3,11 +3,13 @@
 Everything runs on the CPU with no download: ``torchssc demo`` generates procedural rooms in the
 raw depthbin format (:mod:`torchssc.synth`), prepares them exactly as NYU
 (:mod:`torchssc.prepare`), trains the small SketchAwareSSC recipe
-(``configs/sketch_aware_ssc_synth_cpu.yaml``), evaluates the last checkpoint on the held-out
+(the shipped recipe ``sketch_aware_ssc_synth_cpu``), evaluates the last checkpoint on the held-out
 rooms under the ``torchssc``, ``sscnet`` and ``all`` protocols next to two trivial baselines scored by the
 same code — *all empty* and *most frequent class* (every voxel gets the class that is most
 frequent among the occupied, weighted training voxels) — and renders ground truth next to
-prediction for a few test rooms. Every step is resumable: a second run reuses what exists.
+prediction for a few test rooms. The baselines are tiny models
+(:mod:`torchssc.models.constant`) scored by :func:`torchssc.engine.evaluate.score_model`, the code
+that scores the trained one. Every step is resumable: a second run reuses what exists.
 """
 
 from __future__ import annotations
@@ -18,24 +20,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
+import torch.nn as nn
 
+from torchssc.geometry import CLASS_NAMES
 from torchssc.io.atomic import write_bytes_atomic
+from torchssc.metrics import PROTOCOLS
+from torchssc.report import scores_table
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("torchssc", "sscnet", "all")
-RECIPE = "sketch_aware_ssc_synth_cpu.yaml"
-
-
-def default_recipe() -> Path:
-    """``configs/sketch_aware_ssc_synth_cpu.yaml`` of the source tree (or of the cwd)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        path = base / "configs" / RECIPE
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"configs/{RECIPE} not found in the current folder or the torchssc source tree; "
-                            "pass --config")
+RECIPE = "sketch_aware_ssc_synth_cpu"
+"""The demo's shipped recipe (:func:`torchssc.config.find_recipe`)."""
 
 
 def make_data(out: Path, *, frames: int, test_fraction: float, seed: int, workers: int) -> Path:
@@ -58,19 +53,15 @@ def most_frequent_class(root: Path, ids: Sequence[str]) -> int:
     return int(np.argmax(counts[1:12]) + 1)
 
 
-def score_constant(dataset, value: int, protocols: Sequence[str]) -> dict[str, dict]:
-    """Metrics of predicting ``value`` for every voxel of every frame."""
-    from torchssc.metrics import SSCMetrics
+def baselines(cfg: dict) -> dict[str, nn.Module]:
+    """The trivial baselines, as models (:class:`~torchssc.models.constant.ConstantSSC`): *all empty*
+    and *most frequent class* (of the recipe's training split), by name."""
+    from torchssc.io.prepared import read_split
+    from torchssc.models.constant import ConstantSSC
 
-    metrics = {p: SSCMetrics(p) for p in protocols}
-    for i in range(len(dataset)):
-        item = dataset[i]
-        pred = torch.full_like(item["label"], value)[None]
-        for m in metrics.values():
-            m.update(pred, item["label"][None], label_weight=item["label_weight"][None],
-                     mapping=item["mapping"][None],
-                     visibility=item["visibility"][None] if "visibility" in item else None)
-    return {p: m.compute() for p, m in metrics.items()}
+    root = Path(cfg["data"]["root"])
+    common = most_frequent_class(root, read_split(root, cfg["data"]["train_split"]))
+    return {"all empty": ConstantSSC(0), f"most frequent class ({CLASS_NAMES[common]})": ConstantSSC(common)}
 
 
 def render_examples(root: Path, results: Path, out: Path, ids: Sequence[str]) -> list[Path]:
@@ -89,16 +80,6 @@ def render_examples(root: Path, results: Path, out: Path, ids: Sequence[str]) ->
     return written
 
 
-def summary_markdown(rows: list[tuple[str, str, dict]]) -> str:
-    """A table of (method, protocol, metrics) rows in percent."""
-    lines = ["| method | protocol | SC precision | SC recall | SC IoU | SSC mIoU |", "|---|---|---|---|---|---|"]
-    for method, protocol, m in rows:
-        cells = [m["sc_precision"], m["sc_recall"], m["sc_iou"], m["ssc_miou"]]
-        text = " | ".join("n/a" if c is None or np.isnan(c) else f"{100 * c:.1f}" for c in cells)
-        lines.append(f"| {method} | {protocol} | {text} |")
-    return "\n".join(lines) + "\n"
-
-
 def run_demo(
     out: str | Path = "demo",
     *,
@@ -112,15 +93,14 @@ def run_demo(
 ) -> dict:
     """Run the whole job in ``out``; returns ``{"rows": [...], "renders": [...], "run_dir": ...}``."""
     from torchssc.config import load_config, save_config
-    from torchssc.engine.builders import build_dataset
     from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints
-    from torchssc.engine.evaluate import evaluate_checkpoints
+    from torchssc.engine.evaluate import evaluate_checkpoints, score_model, scoring_dataset
     from torchssc.engine.train import main as train_main
 
     out = Path(out)
     root = make_data(out, frames=frames, test_fraction=test_fraction, seed=seed, workers=workers)
-    recipe = Path(config) if config is not None else default_recipe()
-    cfg = load_config(recipe, [f"data.root={root}", f"run.dir={out}", "run.name=run", *overrides])
+    settings = [f"data.root={root}", f"run.dir={out}", "run.name=run", *overrides]
+    cfg = load_config(RECIPE if config is None else config, settings)
     run_dir = out / "run"
     epochs = int(cfg["train"]["epochs"])
     done = list_checkpoints(run_dir)
@@ -130,15 +110,12 @@ def run_demo(
     records = evaluate_checkpoints(cfg, [last], protocols=list(PROTOCOLS), split="test",
                                    out_dir=run_dir / "eval", save_dir=run_dir / "eval", progress=True)
     rows = [("SketchAwareSSC (lite)", r["protocol"], r["metrics"]) for r in records]
-    test = build_dataset({**cfg, "data": {**cfg["data"], "visibility": "sscnet" in PROTOCOLS}}, "test")
-    common = most_frequent_class(root, build_dataset(cfg, "train").ids)
-    from torchssc.geometry import CLASS_NAMES
-
-    for name, value in (("all empty", 0), (f"most frequent class ({CLASS_NAMES[common]})", common)):
-        for protocol, m in score_constant(test, value, PROTOCOLS).items():
-            rows.append((name, protocol, m))
+    test = scoring_dataset(cfg, "test", PROTOCOLS)
+    for name, model in baselines(cfg).items():  # scored by the same code as the trained model
+        scores = score_model(model, test, protocols=PROTOCOLS, seed=cfg["eval"]["seed"], progress=False)
+        rows += [(name, p, scores.metrics[p].compute()) for p in PROTOCOLS]
     rows.sort(key=lambda r: PROTOCOLS.index(r[1]))
-    table = summary_markdown(rows)
+    table = scores_table(["method", "protocol"], [([m, p], r) for m, p, r in rows]) + "\n"
     ids = test.ids[:renders] if hasattr(test, "ids") else []
     pictures = render_examples(root, run_dir / "eval" / "results", out / "renders", ids)
     write_bytes_atomic(out / "summary.md", (f"Test rooms: {len(test)}; checkpoint {last}\n\n" + table).encode())

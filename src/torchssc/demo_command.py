@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of rooms held out for testing")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated rooms")
     parser.add_argument("--workers", type=int, default=2, help="processes for generation and preparation")
-    parser.add_argument("--config", help="training recipe (default: configs/sketch_aware_ssc_synth_cpu.yaml)")
+    parser.add_argument("--config", help="training recipe: a file or a shipped recipe's name (default: sketch_aware_ssc_synth_cpu)")
     parser.add_argument("--renders", type=int, default=3, help="test rooms to render")
     parser.add_argument("overrides", nargs="*", help="recipe overrides key=value, e.g. train.epochs=2")
 

@@ -44,8 +44,6 @@ LABEL_SHAPE = (60, 36, 60)
 """Label grid shape, axes [world X, world Z (up), world Y]."""
 LABEL_NUMEL = 60 * 36 * 60
 FINE_NUMEL = 240 * 144 * 240
-SCENE_SIZE_XYZ = (4.8, 4.8, 2.88)
-"""Box size in world (x, y, z) order, metres."""
 
 ORIGIN_DEPTH = 3.4
 """SSCNet rule: distance along the optical axis of the box's reference point (m)."""

@@ -54,7 +54,7 @@ Usage::
                    mapping=batch["mapping"], visibility=batch["visibility"])
     for m in metrics.values():
         m.all_reduce()  # no-op without torch.distributed
-        print(format_results(m.compute()))
+        print(metrics_report(m.compute()))  # torchssc.report
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ import torch
 from torchssc.geometry import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, VIS_OCCLUDED, VIS_SURFACE
 
 PROTOCOLS = ("torchssc", "sscnet", "all")
-"""Names of the evaluation protocols (SPEC §7)."""
+"""Names of the evaluation protocols, defined here only (the table above)."""
 
 NO_PIXEL_NYU = 640 * 480
 """The "no pixel" value of an NYU mapping (``H * W``)."""
@@ -570,40 +570,3 @@ class SSCMetrics:
             "ssc_recall": {names[i]: rec[i] for i in range(1, self.num_classes)},
             "confusion": self.confusion.cpu().tolist(),
         }
-
-
-def format_results(results: dict[str, Any], title: str = "") -> str:
-    """A markdown report of :meth:`SSCMetrics.compute` results, in percent, naming the protocol.
-
-    Args:
-        results: the dict returned by :meth:`SSCMetrics.compute`.
-        title: optional heading text (e.g. the checkpoint's name).
-    """
-
-    def pct(v: float) -> str:
-        return "n/a" if v is None or math.isnan(v) else f"{100.0 * v:.1f}"
-
-    proto = results["protocol"]
-    lines = []
-    if title:
-        lines += [f"## {title} — protocol `{proto}`", ""]
-    lines += [
-        f"Protocol: `{proto}` — {results['scenes']} scenes, {results['ssc_voxels']} SSC voxels, "
-        f"{results['sc_voxels']} SC voxels; SC {results['sc_aggregation']}.",
-        "",
-        "| protocol | SC precision | SC recall | SC IoU | SSC mIoU |",
-        "|---|---|---|---|---|",
-        f"| {proto} | {pct(results['sc_precision'])} | {pct(results['sc_recall'])} | "
-        f"{pct(results['sc_iou'])} | {pct(results['ssc_miou'])} |",
-        "",
-    ]
-    names = list(results["ssc_iou"])
-    lines += [
-        f"| SSC IoU ({proto}) | " + " | ".join(names) + " | mIoU |",
-        "|---|" + "---|" * (len(names) + 1),
-        "| IoU | " + " | ".join(pct(results["ssc_iou"][n]) for n in names) + f" | {pct(results['ssc_miou'])} |",
-        "",
-    ]
-    if results["ssc_miou_classes"] != len(names):
-        lines += [f"mIoU averages the {results['ssc_miou_classes']} classes present (others n/a).", ""]
-    return "\n".join(lines)

@@ -28,22 +28,31 @@ class TinySSC(nn.Module):
     """tsdf (B,1,D,H,W) -> semantic (B,12,D,H,W): 1x1x1 conv -> BN -> ReLU [-> Dropout3d] -> 1x1x1 conv
     (pointwise, so that tests stay fast on 2 CPU cores).
 
-    Deterministic unless ``dropout > 0`` (then it draws from the global torch RNG)."""
+    Deterministic unless ``dropout > 0`` (then training draws from the global torch RNG) or
+    ``noise > 0``: then inference adds ``noise`` times Gaussian noise drawn from a generator seeded
+    with ``self.seed`` (as SketchAwareSSC's prior samples) plus noise from the global torch RNG, so
+    that its scores depend on both seeds the evaluator sets."""
 
-    def __init__(self, width: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, width: int = 4, dropout: float = 0.0, noise: float = 0.0) -> None:
         super().__init__()
         self.conv = nn.Conv3d(1, width, 1, bias=False)
         self.bn = nn.BatchNorm3d(width)
         self.drop = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(width, 12, 1)
+        self.noise = noise
+        self.seed = 0
 
     def forward(self, batch: dict) -> dict:
         x = self.drop(F.relu(self.bn(self.conv(batch["tsdf"]))))
-        return {"semantic": self.head(x)}
+        semantic = self.head(x)
+        if self.noise and not self.training:
+            seeded = torch.randn(semantic.shape, generator=torch.Generator().manual_seed(self.seed))
+            semantic = semantic + self.noise * (seeded + torch.randn(semantic.shape))
+        return {"semantic": semantic}
 
 
-def _build_model(*, width: int = 4, dropout: float = 0.0) -> nn.Module:
-    return TinySSC(width=width, dropout=dropout)
+def _build_model(*, width: int = 4, dropout: float = 0.0, noise: float = 0.0) -> nn.Module:
+    return TinySSC(width=width, dropout=dropout, noise=noise)
 
 
 class TinyLoss(nn.Module):

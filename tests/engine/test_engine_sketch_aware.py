@@ -1,17 +1,17 @@
 """The engine with the real SketchAwareSSC: paper recipe -> optimiser (meta device), and the lite
-variant through ``train_one_epoch`` / ``evaluate`` on a tiny in-memory grid."""
+variant through ``train_one_epoch`` / ``validation_scores`` on a tiny in-memory grid."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
-from torchssc.config import load_config
+from torchssc.config import load_config, recipes_dir
 from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler
-from torchssc.engine.train import EpochContext, evaluate, train_one_epoch
+from torchssc.engine.evaluate import validation_scores
+from torchssc.engine.train import EpochContext, train_one_epoch
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = recipes_dir()
 
 
 def test_paper_recipe_optimises_exactly_the_trainable_heads():
@@ -65,9 +65,9 @@ def test_lite_model_trains_and_validates(tmp_path):
     changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("backbone") for k in changed)  # the lite backbone is trained
     assert abs(opt.param_groups[0]["lr"] - 0.01 * (1 - 1 / 2) ** 0.9) < 1e-12
-    val = _tiny_batches(1, 1, b=1)
-    first = evaluate(model, val, device=torch.device("cpu"), seed=3, protocol="all")
-    again = evaluate(model, val, device=torch.device("cpu"), seed=3, protocol="all")
+    val = [{k: v[0] for k, v in batch.items()} for batch in _tiny_batches(1, 1, b=1)]  # a list of frames
+    first = validation_scores(model, val, seed=3, protocol="all")
+    again = validation_scores(model, val, seed=3, protocol="all")
     assert model.training  # left in training mode
     assert first == again  # seeded, repeatable
     assert first["protocol"] == "all" and 0 <= first["sc_iou"] <= 1 and first["semantic_ce"] > 0

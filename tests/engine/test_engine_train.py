@@ -13,8 +13,11 @@ import _engine_tiny as tiny
 from torchssc.cli import main as cli_main
 from torchssc.config import load_config
 from torchssc.engine import checkpoint as ckpt_mod
-from torchssc.engine.checkpoint import list_checkpoints, load_checkpoint
+from torchssc.engine.checkpoint import epoch_path, list_checkpoints, load_checkpoint
+from torchssc.engine.evaluate import VAL_KEYS, evaluate_checkpoints
+from torchssc.engine.logs import json_ready
 from torchssc.engine.train import NonFiniteLossError, main
+from torchssc.io.prepared import write_split
 
 
 @pytest.fixture()
@@ -33,6 +36,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, data_root, monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
@@ -149,3 +153,43 @@ def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch):
     # unknown keys are refused before anything runs
     with pytest.raises(ValueError, match="train.epoch"):
         cli_main(["train", str(recipe), "train.epoch=3"])
+
+
+@pytest.mark.parametrize("protocol", ["torchssc", "all"])
+def test_validation_equals_eval_on_the_same_checkpoint(tmp_path, data_root, protocol):
+    write_split(data_root, "val", ["0002", "0004", "0005"])
+    # the model's inference noise depends on model.seed and on the global RNG: only the same
+    # seeding gives the same numbers
+    over = ["data.val_split=val", "model.kwargs.noise=0.5", f"eval.protocol={protocol}", "eval.seed=7",
+            "eval.batch_size=2"]
+    cfg = _cfg(tmp_path, data_root, f"val_{protocol}", over, epochs=2, iters_per_epoch=2, eval_every=1)
+    run = main(cfg)["run_dir"]
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for epoch, row in zip((1, 2), rows):
+        (record,) = evaluate_checkpoints(cfg, [epoch_path(run, epoch)], protocols=[protocol], split="val",
+                                         progress=False)
+        scored = json_ready(record["metrics"])
+        assert {k: row["val"][k] for k in VAL_KEYS} == {k: scored[k] for k in VAL_KEYS}
+        assert row["val"]["protocol"] == protocol and row["val"]["semantic_ce"] > 0
+    assert rows[0]["val"]["ssc_iou"] != rows[1]["val"]["ssc_iou"]  # the weights changed
+    # the comparison has teeth: another eval seed gives other numbers
+    reseeded = {**cfg, "eval": {**cfg["eval"], "seed": 8}}
+    (other,) = evaluate_checkpoints(reseeded, [epoch_path(run, 2)], protocols=[protocol], split="val", progress=False)
+    assert json_ready(other["metrics"])["ssc_iou"] != rows[1]["val"]["ssc_iou"]
+
+
+def test_sscnet_protocol_without_visibility_says_it_needs_one(tmp_path, data_root):
+    # validation: refused before any training step, instead of scoring another protocol
+    cfg = _cfg(tmp_path, data_root, "vis", ["data.val_fraction=0.4", "eval.protocol=sscnet"], eval_every=1)
+    with pytest.raises(ValueError, match="protocol 'sscnet' needs a visibility volume for every frame"):
+        main(cfg)
+    assert list_checkpoints(tmp_path / "runs" / "vis") == {}
+    # evaluation: the same rule; torchssc and all need no visibility
+    cfg = _cfg(tmp_path, data_root, "vis_ok", epochs=1, iters_per_epoch=1)
+    checkpoint = main(cfg)["checkpoint"]
+    with pytest.raises(ValueError, match="protocol 'sscnet' needs a visibility volume.*'torchssc' or 'all'"):
+        evaluate_checkpoints(cfg, [checkpoint], protocols=["torchssc", "sscnet"], split="train", progress=False)
+    records = evaluate_checkpoints(cfg, [checkpoint], protocols=["torchssc", "all"], split="train", progress=False)
+    assert [r["protocol"] for r in records] == ["torchssc", "all"]
+    assert all(r["metrics"]["scenes"] == 5 for r in records)

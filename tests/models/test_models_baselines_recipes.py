@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
 
-from torchssc.config import load_config
+from torchssc.config import load_config, recipes_dir
 from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler, lr_factor
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = recipes_dir()
 BASELINES = ("sscnet", "ddrnet", "aicnet", "vvnet")
 SMALL_GRID = ["model.kwargs.grid_shape=[16, 8, 16]", "model.kwargs.voxel_size=0.3"]
 

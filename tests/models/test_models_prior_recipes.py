@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchssc.config import load_config
+from torchssc.config import load_config, recipes_dir
 from torchssc.engine import builders
 from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler, lr_factor
 from torchssc.engine.train import EpochContext, train_one_epoch
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = recipes_dir()
 RECIPES = ("sketch_aware_ssc_prior_nyu", "sketch_aware_ssc_prior_nyu_cpu", "unet3d_prior_nyu", "unet3d_prior_nyu_cpu")
 TINY_MODEL = {
     "sketch_aware_ssc_prior_lite": "model.kwargs={width: 8, stem_channels: 4, latent_channels: 4}",

@@ -1,4 +1,7 @@
-"""`torchssc predict` end to end on a tiny checkpoint, and its input readers."""
+"""`torchssc predict` end to end on a tiny checkpoint, and its input readers.
+
+The end-to-end runs use the real NYU frame 0001 (fixture ``nyu_sample``; skipped without it);
+the readers and the error paths build their own files."""
 
 import shutil
 from pathlib import Path
@@ -12,10 +15,8 @@ from torchssc.cli import main
 from torchssc.config import load_config
 from torchssc.engine.builders import build_model
 from torchssc.engine.checkpoint import FORMAT_VERSION, save_checkpoint
-from torchssc.io.depthbin import read_depth_png, write_depth_png
+from torchssc.io.depthbin import read_depth_png, write_bin, write_depth_png
 from torchssc.predict.predict import frame_batch, read_depth, read_pose
-
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,19 @@ def test_depth_encodings_round_trip(tmp_path):
         read_depth(tmp_path / "mm.png", size=(480, 640))
 
 
+def _level_pose(height: float = 1.18) -> np.ndarray:
+    """Camera-to-world of a level camera ``height`` m up, looking along world +y."""
+    pose = np.eye(4)
+    pose[:3, :3] = [[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]  # cam x -> X, cam y -> -Z, cam z -> Y
+    pose[2, 3] = height
+    return pose
+
+
 def test_read_pose_files(tmp_path):
-    pose, origin = read_pose(SAMPLE / "NYU0001_0000.bin")
+    write_bin(tmp_path / "frame.bin", (-1.545918, 0.8907361, -0.05), _level_pose(), np.zeros((240, 144, 240), np.uint8))
+    pose, origin = read_pose(tmp_path / "frame.bin")
     np.testing.assert_allclose(origin, (-1.545918, 0.8907361, -0.05), atol=1e-6)
+    np.testing.assert_allclose(pose, _level_pose(), atol=1e-6)
     np.savetxt(tmp_path / "pose.txt", pose)
     again, none = read_pose(tmp_path / "pose.txt")
     np.testing.assert_allclose(again, pose)
@@ -65,13 +76,13 @@ def test_read_pose_files(tmp_path):
         read_pose(tmp_path / "bad.txt")
 
 
-def test_frame_batch_matches_the_preparation_pipeline():
+def test_frame_batch_matches_the_preparation_pipeline(nyu_sample):
     from torchssc.io.depthbin import read_bin
     from torchssc.geometry import NYU_INTRINSICS
     from torchssc.prepare.pipeline import prepare_frame
 
-    raw = read_bin(SAMPLE / "NYU0001_0000.bin")
-    depth = read_depth_png(SAMPLE / "NYU0001_0000.png")
+    raw = read_bin(nyu_sample / "NYU0001_0000.bin")
+    depth = read_depth_png(nyu_sample / "NYU0001_0000.png")
     prepared = prepare_frame(depth, raw.pose, raw.origin, raw.labels, intrinsics=NYU_INTRINSICS)
     batch = frame_batch(depth, raw.pose, raw.origin)
     np.testing.assert_array_equal(batch["tsdf"][0, 0].numpy(), prepared.tsdf)
@@ -85,9 +96,9 @@ def _rgb(folder: Path) -> Path:
     return path
 
 
-def test_predict_end_to_end_estimated_pose(tiny_checkpoint, tmp_path):
+def test_predict_end_to_end_estimated_pose(tiny_checkpoint, tmp_path, nyu_sample):
     depth = tmp_path / "depth.png"
-    shutil.copyfile(SAMPLE / "NYU0001_0000.png", depth)
+    shutil.copyfile(nyu_sample / "NYU0001_0000.png", depth)
     out = tmp_path / "out"
     rgb = _rgb(tmp_path)
     rc = main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(depth), "--rgb", str(rgb),
@@ -105,9 +116,9 @@ def test_predict_end_to_end_estimated_pose(tiny_checkpoint, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "again" / "scene.npy"), labels)
 
 
-def test_predict_with_pose_file(tiny_checkpoint, tmp_path):
-    rc = main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(SAMPLE / "NYU0001_0000.png"),
-               "--rgb", str(_rgb(tmp_path)), "--pose", str(SAMPLE / "NYU0001_0000.bin"), "--out", str(tmp_path),
+def test_predict_with_pose_file(tiny_checkpoint, tmp_path, nyu_sample):
+    rc = main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(nyu_sample / "NYU0001_0000.png"),
+               "--rgb", str(_rgb(tmp_path)), "--pose", str(nyu_sample / "NYU0001_0000.bin"), "--out", str(tmp_path),
                "--formats", "npy"])
     assert rc == 0
     pose = np.loadtxt(tmp_path / "scene_pose.txt")
@@ -115,11 +126,14 @@ def test_predict_with_pose_file(tiny_checkpoint, tmp_path):
 
 
 def test_rgb_model_without_rgb_is_a_clear_error(tiny_checkpoint, tmp_path):
+    write_depth_png(tmp_path / "depth.png", np.full((480, 640), 2.0, np.float32))  # a wall 2 m ahead
+    np.savetxt(tmp_path / "pose.txt", _level_pose())
     with pytest.raises(ValueError, match="rgb"):
-        main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(SAMPLE / "NYU0001_0000.png"),
-              "--out", str(tmp_path)])
+        main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(tmp_path / "depth.png"),
+              "--pose", str(tmp_path / "pose.txt"), "--out", str(tmp_path)])
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    write_depth_png(tmp_path / "depth.png", np.full((480, 640), 2.0, np.float32))
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--depth", str(SAMPLE / "NYU0001_0000.png")])
+        main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--depth", str(tmp_path / "depth.png")])

@@ -1,15 +1,11 @@
 """Pose estimation against analytic rooms with a known camera, and the real NYU sample."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from torchssc.geometry import NYU_INTRINSICS, Intrinsics
 from torchssc.io.depthbin import read_bin, read_depth_png
 from torchssc.predict.pose import estimate_pose
-
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
 
 
 def camera_pose(height: float, pitch_deg: float, yaw_deg: float) -> np.ndarray:
@@ -89,9 +85,9 @@ def test_no_floor_is_a_clear_error():
         estimate_pose(depth)
 
 
-def test_real_sample_gravity_within_one_degree():
-    frame = read_bin(SAMPLE / "NYU0001_0000.bin")
-    depth = read_depth_png(SAMPLE / "NYU0001_0000.png")
+def test_real_sample_gravity_within_one_degree(nyu_sample):
+    frame = read_bin(nyu_sample / "NYU0001_0000.bin")
+    depth = read_depth_png(nyu_sample / "NYU0001_0000.png")
     est = estimate_pose(depth)
     true_up = frame.pose[2, :3].astype(np.float64)
     assert np.degrees(np.arccos(np.clip(est.up_cam @ true_up, -1, 1))) < 1.0

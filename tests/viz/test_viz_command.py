@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,8 @@ from torchssc.cli import main
 from torchssc.geometry import LABEL_SHAPE, NYU_INTRINSICS, PALETTE
 from torchssc.io.prepared import PreparedFrame, write_frame
 from torchssc.viz.html import decode_voxels
-from torchssc.viz.render import look_at
+from torchssc.viz.camera import look_at
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
 
 
 def room():
@@ -113,9 +111,9 @@ def test_cli_frustum_mask_and_camera_view(tmp_path):
         assert im.size[0] == 32 + 2 * 4
 
 
-def test_cli_real_depthbin_sample(tmp_path):
+def test_cli_real_depthbin_sample(tmp_path, nyu_sample):
     out = tmp_path / "viz"
-    rc = main(["viz", str(SAMPLE / "NYU0001_0000.bin"), "--downsample", "--out", str(out),
+    rc = main(["viz", str(nyu_sample / "NYU0001_0000.bin"), "--downsample", "--out", str(out),
                "--size", "48x36", "--formats", "png,glb", "--shading", "flat"])
     assert rc == 0
     with Image.open(out / "NYU0001_0000.png") as im:

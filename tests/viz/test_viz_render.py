@@ -10,24 +10,20 @@ import pytest
 from PIL import Image
 
 from torchssc.geometry import NYU_INTRINSICS, PALETTE, Intrinsics
-from torchssc.viz import render
-from torchssc.viz.render import (
-    BACKGROUND,
+from torchssc.viz import rays
+from torchssc.viz.camera import (
     Camera,
     camera_from_pose,
     content_bounds,
     grid_bounds,
     look_at,
     oblique_camera,
-    raycast,
-    render_comparison,
-    render_panel,
-    render_view,
-    render_views,
-    save_png,
-    skip_distance,
     top_camera,
 )
+from torchssc.viz.compose import save_png
+from torchssc.viz.labels import BACKGROUND
+from torchssc.viz.rays import cast_rays, skip_distance
+from torchssc.viz.render import render_comparison, render_panel, render_view, render_views
 
 
 def random_volume(shape, seed, fill=0.25):
@@ -100,7 +96,7 @@ def test_raycast_matches_naive(shape, seed):
     labels[tuple(inside)] = 0  # the inside camera sits in an empty voxel
     seen = []
     for camera in cams:
-        hits = raycast(labels, camera, voxel=voxel, origin=origin)
+        hits = cast_rays(labels, camera, voxel=voxel, origin=origin)
         label, depth, normal, gap = naive_raycast(labels, camera, voxel, origin)
         assert hits.label.shape == (camera.height, camera.width)
         clear = gap > 1e-7  # pixels whose nearest voxel is not tied with another
@@ -119,10 +115,10 @@ def test_raycast_block_skipping_matches_exact(monkeypatch):
     labels = random_volume((11, 7, 13), 3, fill=0.05)
     voxel, origin = 0.08, np.zeros(3)
     cams = list(cameras_for(labels.shape, voxel, origin))
-    exact = [raycast(labels, c, voxel=voxel, origin=origin) for c in cams]
-    monkeypatch.setattr(render, "skip_distance", functools.partial(skip_distance, exact_max=0, block=3))
+    exact = [cast_rays(labels, c, voxel=voxel, origin=origin) for c in cams]
+    monkeypatch.setattr(rays, "skip_distance", functools.partial(skip_distance, exact_max=0, block=3))
     for cam, ref in zip(cams, exact):
-        got = raycast(labels, cam, voxel=voxel, origin=origin)
+        got = cast_rays(labels, cam, voxel=voxel, origin=origin)
         np.testing.assert_array_equal(got.label, ref.label)
         np.testing.assert_array_equal(got.normal, ref.normal)
 
@@ -206,7 +202,7 @@ def test_camera_view_from_pose_sees_what_projects():
     pose[:3, :3] = look_at((0, 0, 0), (0, 1, 0))
     intr = Intrinsics(100.0, 100.0, 31.5, 23.5, 64, 48)
     cam = camera_from_pose(pose, intr, size=(64, 48))
-    hits = raycast(labels, cam, voxel=0.08, origin=origin)
+    hits = cast_rays(labels, cam, voxel=0.08, origin=origin)
     centre = hits.depth[24, 32]
     assert centre == pytest.approx(2.0, abs=1e-3)  # the wall's near face
     assert hits.normal[24, 32] == 2 * 2 + 1  # entered along +Y (grid axis c): its face points -Y
@@ -258,19 +254,16 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     assert NYU_INTRINSICS.width == 640
 
 
-def test_camera_view_of_real_sample_reproduces_its_depth():
+def test_camera_view_of_real_sample_reproduces_its_depth(nyu_sample):
     """Ray-cast the real frame's ground truth from its own pose: the depth seen must match the
     Kinect depth (it would not with a wrong axis order, pose direction or mirrored image)."""
-    from pathlib import Path
-
     from torchssc.io.depthbin import read_depth_png
     from torchssc.viz.volumes import load_volume
 
-    sample = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
-    vol = load_volume(sample / "NYU0001_0000.bin")
-    depth = read_depth_png(sample / "NYU0001_0000.png")
+    vol = load_volume(nyu_sample / "NYU0001_0000.bin")
+    depth = read_depth_png(nyu_sample / "NYU0001_0000.png")
     cam = camera_from_pose(vol.pose, NYU_INTRINSICS, size=(80, 60))
-    hits = raycast(vol.labels, cam, voxel=vol.voxel, origin=vol.origin)
+    hits = cast_rays(vol.labels, cam, voxel=vol.voxel, origin=vol.origin)
     _, dirs = cam.rays()
     z = (hits.depth.ravel() * (dirs @ vol.pose[:3, 2])).reshape(60, 80)  # ray length -> camera z
     kinect = depth[3::8, 3::8]  # the full-size pixels under the 80x60 pixel centres

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, NYU_INTRINSICS, Intrinsics, map_36_to_11
 from torchssc.io.prepared import PreparedFrame, write_frame
-from torchssc.viz.render import look_at
+from torchssc.viz.camera import look_at
 from torchssc.viz.volumes import (
     Volume,
     apply_mask,
@@ -22,7 +21,6 @@ from torchssc.viz.volumes import (
     weight_mask,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
 
 
 def test_as_labels_shapes_and_dtypes():
@@ -77,8 +75,8 @@ def test_load_npy_npz_and_errors(tmp_path):
         load_volume(tmp_path / "bad.npy")
 
 
-def test_load_real_depthbin_sample():
-    v = load_volume(SAMPLE / "NYU0001_0000.bin")
+def test_load_real_depthbin_sample(nyu_sample):
+    v = load_volume(nyu_sample / "NYU0001_0000.bin")
     assert v.labels.shape == FINE_SHAPE and v.voxel == pytest.approx(0.02)
     np.testing.assert_allclose(v.origin, [-1.545918, 0.8907361, -0.05], atol=1e-5)
     assert v.pose.shape == (4, 4)

@@ -1,21 +1,26 @@
-"""Complete, atomic training checkpoints.
+"""Complete, atomic training checkpoints: what they hold, how they are written, read and resumed.
 
 A checkpoint is a ``dict`` saved with ``torch.save`` and read back with
 ``torch.load(..., weights_only=True)``, so it holds only tensors, numbers, strings, ``None`` and
-lists/tuples/dicts of those (the recipe as a plain dict, RNG states as tensors). Keys:
+lists/tuples/dicts of those (the recipe as a plain dict, RNG states as tensors).
+:func:`training_state` makes one and :func:`restore_training_state` puts one back. Keys:
 
-=================  ==========================================================================
-``format_version``  int, :data:`FORMAT_VERSION`
-``model``           state dict of the bare model (no ``module.`` prefix)
-``optimizer``       optimiser state dict
-``scheduler``       LR scheduler state dict
-``scaler``          GradScaler state dict (empty when fp16 is off)
-``rng``             list over ranks of ``{"python", "numpy", "torch", "cuda"}`` states
-                    (see :func:`get_rng_state`), index = rank
-``config``          the resolved recipe (dict)
-``epoch``           completed epochs (1-based number of the last finished epoch; 0 = none)
-``iteration``       completed iterations in total
-=================  ==========================================================================
+===================  ========================================================================
+``format_version``   int, :data:`FORMAT_VERSION`
+``model``            state dict of the bare model (no ``module.`` prefix)
+``optimizer``        optimiser state dict
+``scheduler``        LR scheduler state dict
+``scaler``           GradScaler state dict (empty when fp16 is off)
+``rng``              list over ranks of ``{"python", "numpy", "torch", "cuda"}`` states
+                     (see :func:`get_rng_state`), index = rank
+``config``           the resolved recipe (dict)
+``epoch``            completed epochs (1-based number of the last finished epoch; 0 = none)
+``iteration``        completed iterations in total
+``iters_per_epoch``  iterations per epoch of the run that wrote it (``epoch`` is counted in them)
+``world_size``       processes of the run that wrote it (one ``rng`` entry each)
+===================  ========================================================================
+
+Only the keys of :data:`REQUIRED_KEYS` are needed to evaluate or predict; resuming needs all.
 
 Files: ``<run_dir>/checkpoints/epoch_<NNNN>.pt`` after epoch NNNN, and
 ``<run_dir>/checkpoints/last.pt``, a full copy of the most recent checkpoint (also written when a
@@ -24,6 +29,7 @@ run stops between epochs, e.g. at ``train.max_iters``). No symlinks.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -34,8 +40,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
+from torchssc.config import diff_configs
+from torchssc.engine.builders import build_model
+from torchssc.engine.distributed import seed_everything
 from torchssc.io.atomic import atomic_path
+
+logger = logging.getLogger("torchssc.checkpoint")
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "config", "epoch", "iteration")
@@ -124,6 +136,149 @@ def find_last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         return last
     listed = list_checkpoints(run_dir)
     return listed[max(listed)] if listed else None
+
+
+def resume_checkpoint(run_dir: str | os.PathLike, resume: bool | str | os.PathLike) -> Path | None:
+    """The checkpoint a training run in ``run_dir`` starts from; ``None`` for a fresh start.
+
+    Args:
+        resume: ``False`` (a fresh run), ``True`` (the run folder's latest checkpoint,
+            :func:`find_last_checkpoint`) or the path of a checkpoint file.
+    Raises:
+        ValueError: ``resume`` finds nothing, or a fresh run would overwrite checkpoints.
+    """
+    existing = find_last_checkpoint(run_dir)
+    if resume is True:
+        if existing is None:
+            raise ValueError(f"resume: no checkpoint in {checkpoint_dir(run_dir)}")
+        return existing
+    if resume:
+        if not Path(resume).is_file():
+            raise ValueError(f"resume: {resume}: no such checkpoint")
+        return Path(resume)
+    if existing is not None:
+        raise ValueError(
+            f"{run_dir} already holds checkpoints ({existing.name}); pass --resume to continue that run "
+            f"or choose another run.name"
+        )
+    return None
+
+
+def load_model(path: str | os.PathLike, cfg: dict | None = None, *, device: str | torch.device = "cpu"
+               ) -> tuple[nn.Module, dict]:
+    """The model of a checkpoint, built and loaded, in eval mode on ``device``: the one way to do it.
+
+    Args:
+        path: a checkpoint file (:func:`load_checkpoint` reads it).
+        cfg: the recipe whose ``model`` section builds the model; ``None``: the checkpoint's own.
+            A model section that differs from the checkpoint's is warned about.
+    Returns:
+        ``(model, state)``: the model, and the whole checkpoint dict (``epoch``, ``config``, ...).
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_checkpoint`; ``ValueError`` too when the
+            weights do not fit the model.
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    saved = state["config"] if isinstance(state["config"], dict) else None
+    if cfg is None:
+        if saved is None:
+            raise ValueError(f"{path}: the checkpoint holds no recipe to build its model from")
+        cfg = saved
+    elif saved is not None and saved.get("model") != cfg["model"]:
+        logger.warning("%s: trained with model %s, evaluating with %s", path, saved.get("model"), cfg["model"])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state["model"])  # strict: missing or unexpected keys are errors
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit model {cfg['model']['name']!r}: {exc}") from None
+    return model.to(device).eval(), state
+
+
+# ------------------------------------------------------------------------------------------
+# Training state: make and restore (the keys of the table above)
+def training_state(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    rng: list[dict],
+    cfg: dict,
+    iteration: int,
+    iters_per_epoch: int,
+) -> dict:
+    """The checkpoint of a training run after ``iteration`` completed iterations.
+
+    Args:
+        model: the bare model (not DDP-wrapped).
+        rng: every rank's :func:`get_rng_state`, index = rank (``all_gather_object``).
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng,
+        "config": cfg,
+        "epoch": iteration // iters_per_epoch,
+        "iteration": iteration,
+        "iters_per_epoch": iters_per_epoch,
+        "world_size": len(rng),
+    }
+
+
+def restore_training_state(
+    state: dict,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    rank: int,
+    world_size: int,
+    iters_per_epoch: int,
+    seed: int,
+) -> int:
+    """Put a :func:`training_state` back into the training objects; returns its iteration.
+
+    The RNG streams of rank ``rank`` are restored when the checkpoint has one per process of
+    this run; otherwise (another world size) every stream is reseeded from ``(seed, rank,
+    iteration)`` with a warning: the run goes on, but not as an exact continuation. A checkpoint
+    written with another number of iterations per epoch is warned about too (this run counts
+    epochs and the schedule in its own).
+    """
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    iteration = int(state["iteration"])
+    if state.get("iters_per_epoch", iters_per_epoch) != iters_per_epoch and rank == 0:
+        logger.warning(
+            "the checkpoint was written with %d iterations per epoch, this run has %d: epochs and the "
+            "schedule are counted in this run's iterations",
+            state["iters_per_epoch"],
+            iters_per_epoch,
+        )
+    rng = state.get("rng") or []
+    if len(rng) == world_size:
+        set_rng_state(rng[rank])
+    else:
+        logger.warning(
+            "checkpoint has RNG states for %d processes, this run has %d: reseeding (not an exact continuation)",
+            len(rng),
+            world_size,
+        )
+        seed_everything(seed + rank + 7919 * iteration)
+    return iteration
+
+
+def warn_changed_recipe(state: dict, cfg: dict, path: str | os.PathLike) -> None:
+    """Warn when a run resumes ``state`` with a recipe that differs from the one it was trained with."""
+    changed = diff_configs(state["config"], cfg)
+    if changed:
+        logger.warning("resuming %s with a recipe that differs from the checkpoint's in: %s", path, ", ".join(changed))
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ See docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from torchssc.config import load_config, run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder or a YAML recipe")
+    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder, a YAML recipe or a recipe name")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. data.root=DATA/NYU eval.seed=1"
     )
@@ -40,37 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", default=None, metavar="DIR", help="save DIR/results/<id>.npy and results_sketch/<id>.npy")
     parser.add_argument("--out", default=None, metavar="DIR", help="report folder (default: <run folder>/eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Let KEY=VALUE overrides come after the options too (`... --checkpoints 250 data.root=X`);
-    # torchssc.cli calls parser.parse_args.
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
-
-
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
 def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple[dict, Path]:
-    """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``) or a YAML recipe."""
+    """``(cfg, run folder)`` from a run folder (``<dir>/config.yaml``), a YAML recipe or a shipped
+    recipe's name (:func:`torchssc.config.find_recipe`)."""
     path = Path(run_or_config)
     if path.is_dir():
         config_path = path / "config.yaml"
         if not config_path.is_file():
             raise FileNotFoundError(f"{path}: a run folder must hold config.yaml")
         return load_config(config_path, overrides), path
-    if path.is_file():
-        cfg = load_config(path, overrides)
-        return cfg, run_dir(cfg)
-    raise FileNotFoundError(f"{path}: neither a run folder nor a config file")
+    cfg = load_config(path, overrides)  # a recipe file or a shipped recipe's name
+    return cfg, run_dir(cfg)
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, run_checkpoints, summary_table
-    from torchssc.metrics import format_results
+    from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, record_title, run_checkpoints
+    from torchssc.engine.logs import setup_logging
+    from torchssc.report import metrics_report, scores_table
 
-    _setup_logging()
+    setup_logging()
     cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
     protocols = parse_protocols(args.protocol if args.protocol is not None else cfg["eval"]["protocol"])
     checkpoints = run_checkpoints(args.checkpoints, folder)
@@ -86,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0") or 0) == 0:
         for record in records:
-            title = f"{Path(record['checkpoint']).stem} (epoch {record['epoch']}) on split '{record['split']}'"
-            print(format_results(record["metrics"], title=title))
-        print(summary_table(records))
+            print(metrics_report(record["metrics"], title=record_title(record)))
+        rows = [([Path(r["checkpoint"]).name, str(r["epoch"]), r["protocol"]], r["metrics"]) for r in records]
+        print(scores_table(["checkpoint", "epoch", "protocol"], rows))
         print(f"\nreports: {out_dir}")
     return 0

@@ -1,4 +1,8 @@
-"""Evaluation of checkpoints under named protocols (SPEC §7): ``torchssc eval`` in library form.
+"""Scoring under named protocols (docs/evaluation.md): ``torchssc eval`` in library form.
+
+:func:`score_model` is the one scoring loop: ``torchssc eval`` (:func:`evaluate_checkpoints`),
+validation during training (:func:`validation_scores`) and the trivial baselines
+(:mod:`torchssc.models.constant`) all go through it, so they count the same voxels the same way.
 
 One code path for 1 process and for N processes under ``torchrun``: rank ``r`` of ``W`` predicts
 frames ``r, r+W, r+2W, ...`` of the split (no duplicates, no padding), and the metric counts are
@@ -20,26 +24,30 @@ evaluates: ``sketch_prior``, the CVAE prior sketch the original returned at infe
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Subset
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from torchssc.engine.builders import build_dataset, build_model
-from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_checkpoint
-from torchssc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
-from torchssc.engine.sampler import loader_generator, shard_indices
+from torchssc.engine.builders import build_dataset
+from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_model
+from torchssc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
+from torchssc.engine.logs import json_ready
+from torchssc.engine.sampler import loader_generator, move_to_device, shard_indices
+from torchssc.geometry import IGNORE_LABEL
 from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
-from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, format_results, update_all
+from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, update_all
+from torchssc.report import metrics_report
 
 logger = logging.getLogger("torchssc.eval")
 
@@ -155,8 +163,47 @@ def frame_seed(seed: int, index: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------
-def _move(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+# The scoring path (``torchssc eval``, validation during training, the baselines of the demo)
+VAL_KEYS = ("protocol", "sc_precision", "sc_recall", "sc_iou", "ssc_miou", "ssc_iou")
+"""What :func:`validation_scores` keeps of a protocol's metrics (besides ``semantic_ce``)."""
+
+
+@dataclass
+class Scores:
+    """What :func:`score_model` measured, summed over every process.
+
+    Attributes:
+        metrics: ``{protocol: SSCMetrics}``; ``.compute()`` gives the numbers.
+        semantic_ce: mean cross-entropy of the 12-class logits over the voxels with
+            ``label_weight > 0`` and ``label != 255`` of every frame (``None`` unless asked for;
+            ``nan`` when there is no such voxel).
+    """
+
+    metrics: dict[str, SSCMetrics]
+    semantic_ce: float | None = None
+
+
+def scoring_dataset(cfg: dict, split: str | Sequence[str], protocols: Iterable[str]) -> Dataset:
+    """The recipe's dataset of ``split``, with the visibility volumes when ``sscnet`` is scored.
+
+    Raises:
+        ValueError: ``sscnet`` is among ``protocols`` but not every frame has a visibility volume
+            (``torchssc`` and ``all`` need none).
+        FileNotFoundError: other files are missing (as :func:`~torchssc.engine.builders.build_dataset`).
+    """
+    if "sscnet" not in protocols:
+        return build_dataset(cfg, split)
+    data = cfg["data"]
+    try:
+        return build_dataset({**cfg, "data": {**data, "visibility": True}}, split)
+    except FileNotFoundError:
+        build_dataset({**cfg, "data": {**data, "visibility": False}}, split)  # another file missing: that error
+    where = f"split '{split}'" if isinstance(split, str) else f"{len(split)} listed frames"
+    raise ValueError(
+        f"protocol 'sscnet' needs a visibility volume for every frame (Visibility/<id>.npz, written by "
+        f"torchssc prepare), and {where} of {data['root']} does not have one for every frame: score it "
+        f"under 'torchssc' or 'all', or prepare the frames again"
+    )
 
 
 def _no_pixel(batch: dict) -> int:
@@ -170,91 +217,125 @@ def _no_pixel(batch: dict) -> int:
     return sizes.pop()
 
 
+def _ce_sums(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+    """``(2,) float64`` on the CPU: summed cross-entropy of ``logits`` ``(B, 12, D, H, W)`` over the
+    voxels with ``label_weight > 0`` and ``label != 255``, and their count."""
+    label = batch["label"]  # (B, D, H, W) int64
+    mask = (batch["label_weight"] > 0) & (label != IGNORE_LABEL)
+    per_voxel = F.cross_entropy(logits.float(), label, ignore_index=IGNORE_LABEL, reduction="none")
+    return torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
+
+
+def _save_predictions(save_dir: Path, batch: dict, pred: torch.Tensor, outputs: dict) -> None:
+    """``results/<id>.npy`` (``pred``, ``(B, D, H, W) uint8``) and ``results_sketch/<id>.npy`` (the
+    argmax of ``sketch_prior``, else ``sketch_raw``, when the model returns one)."""
+    sketch = outputs.get("sketch_prior", outputs.get("sketch_raw"))
+    pred_np = pred.cpu().numpy()
+    sketch_np = None if sketch is None else sketch.argmax(1).to(torch.uint8).cpu().numpy()
+    for i, frame_id in enumerate(batch["id"]):
+        save_npy_atomic(save_dir / "results" / f"{frame_id}.npy", pred_np[i])
+        if sketch_np is not None:
+            save_npy_atomic(save_dir / "results_sketch" / f"{frame_id}.npy", sketch_np[i])
+
+
 @torch.no_grad()
 def score_model(
     model: nn.Module,
-    dataset: Any,
+    dataset: Dataset,
     *,
     protocols: Iterable[str],
-    info: DistInfo,
+    info: DistInfo | None = None,
     batch_size: int = 1,
     num_workers: int = 0,
     seed: int = 0,
     save_dir: str | Path | None = None,
     progress: bool = True,
-    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> dict[str, SSCMetrics]:
-    """Predict this rank's shard of ``dataset`` and accumulate the metrics of every protocol.
+    cross_entropy: bool = False,
+) -> Scores:
+    """Predict this rank's shard of ``dataset`` and score it under every protocol.
+
+    The one scoring loop: ``torchssc eval``, validation during training and the trivial
+    baselines all come through here. Frames are sharded over ranks (:func:`shard_indices`),
+    each batch is predicted after seeding the torch RNG with :func:`frame_seed` (and
+    ``model.seed``, when the model has one, with ``seed``), the prediction is the argmax over
+    the classes, and the counts are summed over processes. The caller's RNG streams and the
+    model's train/eval mode are restored afterwards.
 
     Args:
         model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict.
-        dataset: items as :class:`torchssc.data.SSCDataset` (with ``visibility`` for ``sscnet``).
+        dataset: items as :class:`torchssc.data.SSCDataset` (``visibility`` for ``sscnet``:
+            :func:`scoring_dataset`).
         protocols: names from :data:`torchssc.metrics.PROTOCOLS`.
-        info: this process's place (:func:`torchssc.engine.distributed.init_distributed`).
+        info: this process's place (:func:`torchssc.engine.distributed.init_distributed`);
+            ``None``: one process on the CPU.
         seed: ``eval.seed`` (see the module docstring).
         save_dir: write ``results/<id>.npy`` and ``results_sketch/<id>.npy`` there.
-        decode: ``(B, C, D, H, W)`` semantic logits -> ``(B, D, H, W)`` class ids; ``None`` is the
-            protocols' rule, the argmax (SPEC §7). Another rule is a diagnostic, not a protocol.
+        cross_entropy: also measure :attr:`Scores.semantic_ce`.
     Returns:
-        ``{protocol: SSCMetrics}``, already summed over processes (identical on every rank).
+        :class:`Scores`, identical on every rank.
     """
+    info = info or DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
     metrics = {p: SSCMetrics(p) for p in protocols}
+    ce = torch.zeros(2, dtype=torch.float64)
     indices = shard_indices(len(dataset), info.rank, info.world_size)
-    loader = DataLoader(
-        Subset(dataset, indices),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        generator=loader_generator(seed, info.rank),
-    )
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=loader_generator(seed, info.rank))
     if hasattr(model, "seed"):
         model.seed = int(seed)
+    was_training = model.training
     model.eval()
     position = 0  # position in this rank's shard
-    for batch in tqdm(loader, desc=f"eval rank {info.rank}", disable=not (progress and info.is_main), leave=False):
-        torch.manual_seed(frame_seed(seed, indices[position]))
-        position += len(batch["id"])
-        batch = _move(batch, info.device)
-        outputs = model(batch)
-        if "semantic" not in outputs:
-            raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
-        # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
-        semantic = outputs["semantic"]
-        pred = (semantic.argmax(1) if decode is None else decode(semantic)).to(torch.uint8)
-        update_all(  # one pass over the voxels for every protocol
-            metrics.values(),
-            pred,
-            batch["label"],
-            label_weight=batch.get("label_weight"),
-            mapping=batch.get("mapping"),
-            visibility=batch.get("visibility"),
-            no_pixel=_no_pixel(batch),
-        )
-        if save_dir is not None:
-            sketch = outputs.get("sketch_prior", outputs.get("sketch_raw"))
-            pred_np = pred.cpu().numpy()
-            sketch_np = None if sketch is None else sketch.argmax(1).to(torch.uint8).cpu().numpy()
-            for i, frame_id in enumerate(batch["id"]):
-                save_npy_atomic(Path(save_dir) / "results" / f"{frame_id}.npy", pred_np[i])
-                if sketch_np is not None:
-                    save_npy_atomic(Path(save_dir) / "results_sketch" / f"{frame_id}.npy", sketch_np[i])
+    with torch.random.fork_rng(devices=[info.device] if info.device.type == "cuda" else []):
+        for batch in tqdm(loader, desc=f"eval rank {info.rank}", disable=not (progress and info.is_main), leave=False):
+            torch.manual_seed(frame_seed(seed, indices[position]))
+            position += len(batch["id"])
+            batch = move_to_device(batch, info.device)
+            outputs = model(batch)
+            if "semantic" not in outputs:
+                raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
+            # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
+            pred = outputs["semantic"].argmax(1).to(torch.uint8)
+            update_all(  # one pass over the voxels for every protocol
+                metrics.values(), pred, batch["label"], label_weight=batch.get("label_weight"),
+                mapping=batch.get("mapping"), visibility=batch.get("visibility"), no_pixel=_no_pixel(batch),
+            )
+            if cross_entropy:
+                ce += _ce_sums(outputs["semantic"], batch)
+            if save_dir is not None:
+                _save_predictions(Path(save_dir), batch, pred, outputs)
+    model.train(was_training)
     for m in metrics.values():
         m.all_reduce()
-    return metrics
+    if not cross_entropy:
+        return Scores(metrics)
+    ce = all_reduce_sum(ce.to(info.device) if info.device.type == "cuda" else ce).cpu()
+    return Scores(metrics, (ce[0] / ce[1]).item() if ce[1] > 0 else math.nan)
+
+
+def validation_scores(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    protocol: str,
+    info: DistInfo | None = None,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> dict:
+    """Validation during training: :func:`score_model` under one protocol, with the cross-entropy.
+
+    Returns:
+        ``{"semantic_ce", "protocol", "sc_precision", "sc_recall", "sc_iou", "ssc_miou",
+        "ssc_iou"}`` as JSON values (fractions in [0, 1], ``None`` when undefined): the numbers
+        ``torchssc eval`` gives for the same weights, frames, protocol, batch size and seed.
+    """
+    scores = score_model(model, dataset, protocols=[protocol], info=info, batch_size=batch_size,
+                         num_workers=num_workers, seed=seed, progress=False, cross_entropy=True)
+    computed = scores.metrics[protocol].compute()
+    return json_ready({"semantic_ce": scores.semantic_ce, **{k: computed[k] for k in VAL_KEYS}})
 
 
 # ------------------------------------------------------------------------------------------
-def json_ready(value: Any) -> Any:
-    """NaN / inf -> None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def write_report(out_dir: str | Path, stem: str, record: dict) -> tuple[Path, Path]:
     """Write ``<out_dir>/<stem>_<protocol>.json`` and ``.md`` atomically; returns both paths.
 
@@ -263,15 +344,19 @@ def write_report(out_dir: str | Path, stem: str, record: dict) -> tuple[Path, Pa
     JSON stores fractions (``null`` = undefined); the markdown shows percentages.
     """
     out_dir = Path(out_dir)
-    protocol = record["protocol"]
-    base = out_dir / f"{stem}_{protocol}"
+    base = out_dir / f"{stem}_{record['protocol']}"
     json_path, md_path = base.with_suffix(".json"), base.with_suffix(".md")
     write_bytes_atomic(json_path, (json.dumps(json_ready(record), indent=2, allow_nan=False) + "\n").encode())
-    title = f"{stem} (epoch {record.get('epoch')}) on split '{record.get('split')}'"
-    text = format_results(record["metrics"], title=title)
-    text += f"\nCheckpoint `{record.get('checkpoint')}`, {record.get('frames')} frames, eval seed {record.get('seed')}.\n"
+    text = metrics_report(record["metrics"], title=record_title(record))
+    text += (f"\nCheckpoint `{record.get('checkpoint')}`, {record.get('frames')} frames, "
+             f"eval seed {record.get('seed')}.\n")
     write_bytes_atomic(md_path, text.encode())
     return json_path, md_path
+
+
+def record_title(record: dict) -> str:
+    """``"epoch_0003 (epoch 3) on split 'test'"``: the heading of a record's report."""
+    return f"{Path(record['checkpoint']).stem} (epoch {record.get('epoch')}) on split '{record.get('split')}'"
 
 
 def evaluate_checkpoints(
@@ -283,7 +368,6 @@ def evaluate_checkpoints(
     out_dir: str | Path | None = None,
     save_dir: str | Path | None = None,
     progress: bool = True,
-    decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
     """Evaluate each checkpoint on ``split`` under each protocol; the engine of ``torchssc eval``.
 
@@ -295,82 +379,33 @@ def evaluate_checkpoints(
         out_dir: where rank 0 writes the JSON / markdown reports (``None``: nothing written).
         save_dir: also save per-frame predictions (one checkpoint: ``save_dir/results``; several:
             ``save_dir/<checkpoint stem>/results``).
-        decode: how logits become class ids (:func:`score_model`; ``None``: the argmax).
     Returns:
         One record per (checkpoint, protocol), in that order: ``{"protocol", "checkpoint",
         "epoch", "iteration", "split", "frames", "seed", "world_size", "metrics"}``.
     """
     if not checkpoints:
         raise ValueError("no checkpoint to evaluate")
-    cfg = copy.deepcopy(cfg)
-    if "sscnet" in protocols:
-        cfg["data"]["visibility"] = True
     info = init_distributed(cfg["train"]["device"])
     records: list[dict] = []
     try:
-        dataset = build_dataset(cfg, split)
-        model = build_model(cfg).to(info.device)
+        dataset = scoring_dataset(cfg, split, protocols)
         seed = int(cfg["eval"]["seed"])
-        stems = [Path(p).stem for p in checkpoints]
-        for path, stem in zip(checkpoints, stems):
-            state = load_checkpoint(path, map_location="cpu")
-            try:
-                model.load_state_dict(state["model"])
-            except RuntimeError as exc:
-                raise ValueError(f"{path}: weights do not fit model {cfg['model']['name']!r}: {exc}") from None
-            saved_model = state.get("config", {}).get("model") if isinstance(state.get("config"), dict) else None
-            if saved_model is not None and saved_model != cfg["model"]:
-                logger.warning("%s: trained with model %s, evaluating with %s", path, saved_model, cfg["model"])
+        for path in checkpoints:
+            model, state = load_model(path, cfg, device=info.device)
             target = None
             if save_dir is not None:
-                target = Path(save_dir) if len(checkpoints) == 1 else Path(save_dir) / stem
-            metrics = score_model(
-                model,
-                dataset,
-                protocols=protocols,
-                info=info,
-                batch_size=int(cfg["eval"]["batch_size"]),
-                num_workers=int(cfg["data"]["num_workers"]),
-                seed=seed,
-                save_dir=target,
-                progress=progress,
-                decode=decode,
-            )
+                target = Path(save_dir) if len(checkpoints) == 1 else Path(save_dir) / Path(path).stem
+            scores = score_model(model, dataset, protocols=protocols, info=info,
+                                 batch_size=int(cfg["eval"]["batch_size"]), num_workers=int(cfg["data"]["num_workers"]),
+                                 seed=seed, save_dir=target, progress=progress)
             for protocol in protocols:
-                record = {
-                    "protocol": protocol,
-                    "checkpoint": str(path),
-                    "epoch": int(state["epoch"]),
-                    "iteration": int(state["iteration"]),
-                    "split": split,
-                    "frames": len(dataset),
-                    "seed": seed,
-                    "world_size": info.world_size,
-                    "metrics": metrics[protocol].compute(),
-                }
+                record = {"protocol": protocol, "checkpoint": str(path), "epoch": int(state["epoch"]),
+                          "iteration": int(state["iteration"]), "split": split, "frames": len(dataset), "seed": seed,
+                          "world_size": info.world_size, "metrics": scores.metrics[protocol].compute()}
                 records.append(record)
                 if info.is_main and out_dir is not None:
-                    json_path, _ = write_report(out_dir, stem, record)
+                    json_path, _ = write_report(out_dir, Path(path).stem, record)
                     logger.info("wrote %s (+ .md)", json_path)
     finally:
         cleanup_distributed(info)
     return records
-
-
-def summary_table(records: list[dict]) -> str:
-    """A markdown table, one row per (checkpoint, protocol), in percent, naming the protocol."""
-
-    def pct(v: float) -> str:
-        return "n/a" if v is None or math.isnan(v) else f"{100.0 * v:.1f}"
-
-    lines = [
-        "| checkpoint | epoch | protocol | SC precision | SC recall | SC IoU | SSC mIoU |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in records:
-        m = r["metrics"]
-        lines.append(
-            f"| {Path(r['checkpoint']).name} | {r['epoch']} | {r['protocol']} | {pct(m['sc_precision'])} | "
-            f"{pct(m['sc_recall'])} | {pct(m['sc_iou'])} | {pct(m['ssc_miou'])} |"
-        )
-    return "\n".join(lines)

@@ -1,9 +1,10 @@
-"""Which frames each process trains on, iteration by iteration.
+"""Which frames each process trains on, iteration by iteration, and how batches reach it.
 
 The draws are made for the GLOBAL batch and then sliced by rank, so that N processes with
 ``global_batch / N`` frames each see exactly the frames a single process with the whole global
 batch would see (no duplicates between processes, results independent of N), and an epoch can
-be resumed at any iteration.
+be resumed at any iteration. Evaluation shards frames by rank (:func:`shard_indices`); every
+batch goes to the process's device through :func:`move_to_device`.
 """
 
 from __future__ import annotations
@@ -108,3 +109,8 @@ def loader_generator(seed: int, rank: int) -> torch.Generator:
     """A private generator for a DataLoader (worker seeds), so that creating a loader iterator
     never consumes the global torch RNG that the model's own sampling uses."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, 7]).generate_state(1)[0]))
+
+
+def move_to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of ``batch`` moved to ``device`` (non-blocking); other values (ids) unchanged."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

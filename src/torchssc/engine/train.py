@@ -1,5 +1,6 @@
-"""Training: ``main(cfg)`` -> ``train_one_epoch`` / ``evaluate``; the same code for 1 process and
-for N processes or nodes under torchrun (see :mod:`torchssc.engine.distributed`).
+"""Training: ``main(cfg)`` runs the epoch loop of ``_train``, one screen read top to bottom:
+``train_one_epoch``, validation, checkpoint, log row. The same code runs 1 process and N processes
+or nodes under torchrun (see :mod:`torchssc.engine.distributed`).
 
 Recipe semantics (SPEC §6, keys in :mod:`torchssc.config`):
 
@@ -13,6 +14,9 @@ Recipe semantics (SPEC §6, keys in :mod:`torchssc.config`):
 * Checkpoints by rank 0, atomically, every ``train.ckpt_every`` epochs and at the end; ``last.pt``
   always mirrors the latest. ``resume`` continues exactly: weights, optimiser, schedule, GradScaler,
   every rank's RNG streams and the sampler position (draws are a function of (seed, epoch)).
+* Validation (every ``train.eval_every`` epochs) is
+  :func:`torchssc.engine.evaluate.validation_scores`: the scoring code of ``torchssc eval``, with
+  its seeding and protocol rules, so both give the same numbers for the same weights.
 * A non-finite loss term (checked on the values averaged over processes, so every rank stops
   together) raises :class:`NonFiniteLossError` naming the iteration and the term; nothing is
   written, so the last good checkpoint stays as it was.
@@ -21,22 +25,20 @@ Recipe semantics (SPEC §6, keys in :mod:`torchssc.config`):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from torchssc.config import diff_configs, run_dir, save_config
+from torchssc.config import run_dir, save_config
 from torchssc.engine.builders import (
     build_dataset,
     build_loss,
@@ -47,20 +49,20 @@ from torchssc.engine.builders import (
     split_train_val,
 )
 from torchssc.engine.checkpoint import (
-    FORMAT_VERSION,
     epoch_path,
-    find_last_checkpoint,
     get_rng_state,
     last_path,
     load_checkpoint,
+    restore_training_state,
+    resume_checkpoint,
     save_checkpoint,
-    set_rng_state,
+    training_state,
+    warn_changed_recipe,
 )
 from torchssc.engine.distributed import (
     DistInfo,
     all_gather_object,
     all_reduce_mean,
-    all_reduce_sum,
     broadcast_error,
     broadcast_object,
     cleanup_distributed,
@@ -68,9 +70,9 @@ from torchssc.engine.distributed import (
     init_distributed,
     seed_everything,
 )
-from torchssc.engine.sampler import GlobalBatchSampler, loader_generator, shard_indices
-from torchssc.geometry import IGNORE_LABEL
-from torchssc.io.atomic import atomic_path
+from torchssc.engine.evaluate import scoring_dataset, validation_scores
+from torchssc.engine.logs import RunLog
+from torchssc.engine.sampler import GlobalBatchSampler, loader_generator, move_to_device
 
 logger = logging.getLogger("torchssc.train")
 
@@ -89,14 +91,9 @@ class EpochContext:
     log_every: int = 10
     is_main: bool = True
     progress: bool = True
-    writer: Any = None  # a SummaryWriter on rank 0, else None
+    log: RunLog | None = None  # TensorBoard scalars every log_every iterations (rank 0)
     epochs: int = 1
     last_good: Path | None = None  # named in the non-finite loss message
-
-
-def move_to_device(batch: dict, device: torch.device) -> dict:
-    """Tensors of ``batch`` moved to ``device`` (non-blocking); other values unchanged."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def autocast(amp: str, device: torch.device):
@@ -189,11 +186,10 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{values[0].item():.4f}", lr=f"{lr:.3g}", refresh=False)
         if window_n == ctx.log_every or done == num_iters:
             elapsed = time.perf_counter() - window_t0
-            if ctx.writer is not None:
-                for name, v in zip(names, (window / window_n).tolist()):
-                    ctx.writer.add_scalar(f"train/{name}", v, iteration)
-                ctx.writer.add_scalar("train/lr", lr, iteration)
-                ctx.writer.add_scalar("train/samples_per_s", ctx.global_batch * window_n / max(elapsed, 1e-9), iteration)
+            if ctx.log is not None:
+                means = dict(zip(names, (window / window_n).tolist()))
+                speed = ctx.global_batch * window_n / max(elapsed, 1e-9)
+                ctx.log.scalars("train", {**means, "lr": lr, "samples_per_s": speed}, iteration)
             window, window_n, window_t0 = None, 0, time.perf_counter()
         if done == num_iters:
             break  # before fetching another batch
@@ -208,91 +204,6 @@ def train_one_epoch(
         "samples_per_s": ctx.global_batch * done / max(elapsed, 1e-9),
         "iters": done,
     }
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader,
-    *,
-    device: torch.device,
-    amp: str = "none",
-    seed: int = 0,
-    protocol: str = "torchssc",
-) -> dict:
-    """Validation on this process's shard, reduced over processes.
-
-    Reports ``semantic_ce``: cross-entropy of ``outputs["semantic"]`` (12-class logits) over
-    voxels with ``label_weight > 0`` and ``label != 255``, summed over every frame and divided by
-    their count; and, from :class:`torchssc.metrics.SSCMetrics` under ``protocol`` (confusion
-    counts summed over processes), ``sc_precision``, ``sc_recall``, ``sc_iou``, ``ssc_iou`` (per
-    class) and ``ssc_miou`` — fractions in [0, 1], ``None`` when undefined. The global RNG is forked and seeded with ``seed`` (repeatable; the
-    training streams are not disturbed). The model is left in training mode.
-    """
-    metrics = None
-    model.eval()
-    ce = torch.zeros(2, dtype=torch.float64)
-    fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        for batch in loader:
-            batch = move_to_device(batch, device)
-            if metrics is None:
-                metrics = _make_metrics(protocol, "visibility" in batch)
-            with autocast(amp, device):
-                outputs = model(batch)
-            logits = outputs["semantic"].float()  # (B, 12, D, H, W)
-            label = batch["label"]  # (B, D, H, W) int64
-            mask = (batch["label_weight"] > 0) & (label != IGNORE_LABEL)
-            per_voxel = F.cross_entropy(logits, label, ignore_index=IGNORE_LABEL, reduction="none")
-            ce += torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
-            if metrics is not None:
-                metrics.update(
-                    logits.argmax(1),
-                    label,
-                    label_weight=batch["label_weight"],
-                    mapping=batch.get("mapping"),
-                    visibility=batch.get("visibility"),
-                )
-    model.train()
-    ce = all_reduce_sum(ce.to(device) if device.type == "cuda" else ce).cpu()
-    result: dict[str, Any] = {"semantic_ce": (ce[0] / ce[1]).item() if ce[1] > 0 else float("nan")}
-    if metrics is None:  # this rank had no frames: reduce with an empty accumulator
-        metrics = _make_metrics(protocol, have_visibility=protocol == "sscnet")
-    if metrics is not None:
-        metrics.all_reduce()
-        scores = metrics.compute()
-        result.update({k: _plain(scores[k]) for k in VAL_KEYS if k in scores})
-    return result
-
-
-def _make_metrics(protocol: str, have_visibility: bool):
-    try:
-        from torchssc.metrics import SSCMetrics
-    except ImportError:  # pragma: no cover - the metrics module ships with the package
-        return None
-    if protocol == "sscnet" and not have_visibility:
-        logger.warning("validation: the sscnet protocol needs data.visibility=true; using torchssc")
-        protocol = "torchssc"
-    return SSCMetrics(protocol=protocol)
-
-
-VAL_KEYS = ("protocol", "sc_precision", "sc_recall", "sc_iou", "ssc_miou", "ssc_iou")
-
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly copy (tensors and numpy scalars to Python numbers, NaN/inf to None)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if torch.is_tensor(value):
-        return _plain(value.item() if value.numel() == 1 else value.tolist())
-    if hasattr(value, "item") and callable(value.item):
-        return _plain(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no NaN
-    return value
 
 
 # ------------------------------------------------------------------------------------------
@@ -318,259 +229,128 @@ def main(cfg: dict, *, resume: bool | str | Path = False) -> dict:
 
 def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     t = cfg["train"]
-    global_batch, world = t["global_batch"], info.world_size
-    if global_batch % world != 0:
-        raise ValueError(f"train.global_batch={global_batch} is not divisible by the {world} processes")
-    seed_everything(t["seed"] + info.rank)
-    if t["deterministic"] and info.device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    out = run_dir(cfg)
-
-    # --- what to resume (decided on rank 0, shared) -----------------------------------------
-    message, ckpt_file = None, None
-    if info.is_main:
-        existing = find_last_checkpoint(out)
-        if resume is True:
-            ckpt_file = existing
-            if ckpt_file is None:
-                message = f"resume: no checkpoint in {out / 'checkpoints'}"
-        elif resume:
-            ckpt_file = Path(resume)
-            if not ckpt_file.is_file():
-                message = f"resume: {ckpt_file}: no such checkpoint"
-        elif existing is not None:
-            message = (
-                f"{out} already holds checkpoints ({existing.name}); pass --resume to continue that run "
-                f"or choose another run.name"
-            )
-    broadcast_error(message)
-    ckpt_file = broadcast_object(str(ckpt_file) if ckpt_file is not None else None)
-    ckpt = load_checkpoint(ckpt_file) if ckpt_file is not None else None
-    if ckpt is not None and info.is_main:
-        changed = diff_configs(ckpt["config"], cfg)
-        if changed:
-            logger.warning("resuming %s with a recipe that differs from the checkpoint's in: %s", ckpt_file, ", ".join(changed))
-
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-
-    # --- data ------------------------------------------------------------------------------
+    out, ckpt_file, ckpt = _start_run(cfg, info, resume)
     train_split, val_split = split_train_val(cfg)
     train_set = build_dataset(cfg, train_split)
     iters_per_epoch = resolve_iters_per_epoch(cfg, len(train_set))
     total_iters = t["epochs"] * iters_per_epoch
     stop_at = min(total_iters, t["max_iters"] or total_iters)
-    workers = cfg["data"]["num_workers"]
-    sampler = GlobalBatchSampler(
-        len(train_set), global_batch, iters_per_epoch, rank=info.rank, world_size=world, mode=t["sampler"], seed=t["seed"]
-    )
-    loader = DataLoader(
-        train_set,
-        batch_sampler=sampler,
-        num_workers=workers,
-        pin_memory=info.device.type == "cuda",
-        persistent_workers=workers > 0,
-        generator=loader_generator(t["seed"], info.rank),
-    )
-    val_loader = None
-    if val_split is not None and t["eval_every"] == 0 and info.is_main:
-        logger.warning("a validation set is configured but train.eval_every=0: it is never evaluated")
-    if val_split is not None and t["eval_every"] > 0:
-        val_set = build_dataset(cfg, val_split)
-        val_loader = DataLoader(
-            Subset(val_set, shard_indices(len(val_set), info.rank, world)),
-            batch_size=cfg["eval"]["batch_size"],
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=info.device.type == "cuda",
-            generator=loader_generator(t["seed"] + 1, info.rank),
-        )
+    loader, sampler = _train_loader(cfg, train_set, iters_per_epoch, info)
+    val_set = _validation_set(cfg, val_split, info)
 
-    # --- model, loss, optimiser ------------------------------------------------------------
     model = build_model(cfg).to(info.device)
-    if world > 1:
+    if info.world_size > 1:
         model = convert_sync_batchnorm(model, info.device)
     loss_fn = build_loss(cfg)
-    if isinstance(loss_fn, nn.Module):
-        loss_fn = loss_fn.to(info.device)
+    loss_fn = loss_fn.to(info.device) if isinstance(loss_fn, nn.Module) else loss_fn
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, total_iters, iters_per_epoch=iters_per_epoch)
     scaler = torch.amp.GradScaler(info.device.type, enabled=t["amp"] == "fp16")
     iteration = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        iteration = int(ckpt["iteration"])
-        if ckpt.get("iters_per_epoch", iters_per_epoch) != iters_per_epoch and info.is_main:
-            logger.warning(
-                "the checkpoint was written with %d iterations per epoch, this run has %d: epochs and the "
-                "schedule are counted in this run's iterations",
-                ckpt["iters_per_epoch"],
-                iters_per_epoch,
-            )
-        rng = ckpt.get("rng") or []
-        if len(rng) == world:
-            set_rng_state(rng[info.rank])
-        else:
-            logger.warning(
-                "checkpoint has RNG states for %d processes, this run has %d: reseeding (not an exact continuation)",
-                len(rng),
-                world,
-            )
-            seed_everything(t["seed"] + info.rank + 7919 * iteration)
+        iteration = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                           rank=info.rank, world_size=info.world_size,
+                                           iters_per_epoch=iters_per_epoch, seed=t["seed"])
+    train_model = model  # what the loop calls; checkpoints and validation use the bare model
+    if info.world_size > 1:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=device_ids)
+    log = RunLog(out, iteration=iteration, enabled=info.is_main)
+    ctx = EpochContext(device=info.device, amp=t["amp"], global_batch=t["global_batch"], log_every=t["log_every"],
+                       is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file)
     if info.is_main:
-        _truncate_log(out / "log.jsonl", iteration)
-    train_model: nn.Module = model
-    if world > 1:
-        train_model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        logger.info("training %s: %d process(es), global batch %d, %d iterations/epoch, %d epochs, stop at "
+                    "iteration %d%s -> %s", cfg["model"]["name"], info.world_size, t["global_batch"], iters_per_epoch,
+                    t["epochs"], stop_at, f" (resumed at {iteration})" if iteration else "", out)
 
-    writer = None
-    if info.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=iteration + 1 if iteration else None)
-    ctx = EpochContext(
-        device=info.device,
-        amp=t["amp"],
-        global_batch=global_batch,
-        log_every=t["log_every"],
-        is_main=info.is_main,
-        progress=t["progress"],
-        writer=writer,
-        epochs=t["epochs"],
-        last_good=Path(ckpt_file) if ckpt_file else None,
-    )
-    if info.is_main:
-        logger.info(
-            "training %s: %d process(es), global batch %d, %d iterations/epoch, %d epochs, stop at iteration %d%s -> %s",
-            cfg["model"]["name"],
-            world,
-            global_batch,
-            iters_per_epoch,
-            t["epochs"],
-            stop_at,
-            f" (resumed at {iteration})" if iteration else "",
-            out,
-        )
-
-    # --- loop ------------------------------------------------------------------------------
     try:
         while iteration < stop_at:
-            epoch = iteration // iters_per_epoch  # 0-based
-            start = iteration - epoch * iters_per_epoch
+            epoch, start = divmod(iteration, iters_per_epoch)  # 0-based epoch, iterations done in it
             sampler.set_epoch(epoch, start)
-            stats = train_one_epoch(
-                train_model,
-                loss_fn,
-                optimizer,
-                scheduler,
-                scaler,
-                loader,
-                ctx,
-                epoch=epoch,
-                iteration=iteration,
-                num_iters=min(iters_per_epoch - start, stop_at - iteration),
-            )
+            stats = train_one_epoch(train_model, loss_fn, optimizer, scheduler, scaler, loader, ctx, epoch=epoch,
+                                    iteration=iteration, num_iters=min(iters_per_epoch - start, stop_at - iteration))
             iteration = stats["iteration"]
-            finished = iteration == (epoch + 1) * iters_per_epoch
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "iteration": iteration,
-                "complete": finished,
-                "lr": stats["lr"],
-                "time_s": round(stats["time_s"], 3),
-                "samples_per_s": round(stats["samples_per_s"], 3),
-                "train": stats["terms"],
-            }
-            if finished and val_loader is not None and (epoch + 1) % t["eval_every"] == 0:
-                row["val"] = evaluate(
-                    model, val_loader, device=info.device, amp=t["amp"], seed=cfg["eval"]["seed"], protocol=cfg["eval"]["protocol"]
-                )
-                if writer is not None:
-                    _write_scalars(writer, "val", row["val"], iteration)
-            target = None
-            if finished and ((epoch + 1) % t["ckpt_every"] == 0 or iteration == stop_at):
-                target = epoch_path(out, epoch + 1)
-            elif iteration == stop_at:
-                target = last_path(out)  # stopped between epochs (train.max_iters)
+            finished = iteration % iters_per_epoch == 0
+            row = {"epoch": epoch + 1, "iteration": iteration, "complete": finished, "lr": stats["lr"],
+                   "time_s": round(stats["time_s"], 3), "samples_per_s": round(stats["samples_per_s"], 3),
+                   "train": stats["terms"]}
+            if finished and val_set is not None and (epoch + 1) % t["eval_every"] == 0:
+                row["val"] = validation_scores(model, val_set, protocol=cfg["eval"]["protocol"], info=info,
+                                               batch_size=cfg["eval"]["batch_size"],
+                                               num_workers=cfg["data"]["num_workers"], seed=cfg["eval"]["seed"])
+            target = _checkpoint_path(out, epoch, finished, iteration == stop_at, t["ckpt_every"])
             if target is not None:
-                state_rng = all_gather_object(get_rng_state())
-                if info.is_main:
-                    state = {
-                        "format_version": FORMAT_VERSION,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "rng": state_rng,
-                        "config": cfg,
-                        "epoch": iteration // iters_per_epoch,
-                        "iteration": iteration,
-                        "iters_per_epoch": iters_per_epoch,
-                        "world_size": world,
-                    }
-                    save_checkpoint(target, state, also_last=True)
-                    row["checkpoint"] = str(target)
+                rng = all_gather_object(get_rng_state())  # every rank's streams, for an exact resume
+                save_checkpoint(target, training_state(model=model, optimizer=optimizer, scheduler=scheduler,
+                                                       scaler=scaler, rng=rng, cfg=cfg, iteration=iteration,
+                                                       iters_per_epoch=iters_per_epoch), also_last=True)
+                row["checkpoint"] = str(target)
                 ctx.last_good = target
-            if info.is_main:
-                _append_log(out / "log.jsonl", row)
-                if writer is not None:
-                    writer.add_scalar("epoch/lr", stats["lr"], iteration)
-                    _write_scalars(writer, "epoch", stats["terms"], iteration)
-                    writer.flush()
-                logger.info(
-                    "epoch %d it %d: %s lr %.4g %.2f samples/s%s",
-                    epoch + 1,
-                    iteration,
-                    " ".join(f"{k} {v:.4f}" for k, v in stats["terms"].items()),
-                    stats["lr"],
-                    stats["samples_per_s"],
-                    f" val {json.dumps(row['val'])}" if "val" in row else "",
-                )
+            log.epoch(row)
     finally:
-        if writer is not None:
-            writer.close()
-    return {
-        "run_dir": out,
-        "epoch": iteration // iters_per_epoch,
-        "iteration": iteration,
-        "checkpoint": ctx.last_good,
-    }
+        log.close()
+    return {"run_dir": out, "epoch": iteration // iters_per_epoch, "iteration": iteration, "checkpoint": ctx.last_good}
 
 
-def _write_scalars(writer, prefix: str, values: dict, step: int) -> None:
-    for key, value in values.items():
-        if isinstance(value, dict):
-            _write_scalars(writer, f"{prefix}/{key}", value, step)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            writer.add_scalar(f"{prefix}/{key}", value, step)
+# ------------------------------------------------------------------------------------------
+# The steps of _train, in order
+def _start_run(cfg: dict, info: DistInfo, resume: bool | str | Path) -> tuple[Path, Path | None, dict | None]:
+    """Check the batch split, seed this process, choose the checkpoint to resume (rank 0 decides,
+    every rank loads it) and write the run folder's ``config.yaml``.
 
-
-def _append_log(path: Path, row: dict) -> None:
-    """Append one JSON line (a single write, flushed)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(_plain(row)) + "\n")
-        fh.flush()
-
-
-def _truncate_log(path: Path, iteration: int) -> None:
-    """Drop rows written after ``iteration`` (epochs a resumed run will redo); atomic rewrite."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = []
-    for line in lines:
+    Returns:
+        ``(run folder, checkpoint file or None, checkpoint dict or None)``.
+    """
+    t = cfg["train"]
+    if t["global_batch"] % info.world_size != 0:
+        raise ValueError(f"train.global_batch={t['global_batch']} is not divisible by the {info.world_size} processes")
+    seed_everything(t["seed"] + info.rank)
+    if t["deterministic"] and info.device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    out = run_dir(cfg)
+    message, ckpt_file = None, None
+    if info.is_main:
         try:
-            if json.loads(line).get("iteration", 0) <= iteration:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line from a crash
-    if iteration == 0:
-        kept = []
-    if len(kept) != len(lines):
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+            ckpt_file = resume_checkpoint(out, resume)
+        except ValueError as exc:
+            message = str(exc)
+    broadcast_error(message)
+    ckpt_file = broadcast_object(ckpt_file)
+    ckpt = load_checkpoint(ckpt_file) if ckpt_file is not None else None
+    if info.is_main:
+        if ckpt is not None:
+            warn_changed_recipe(ckpt, cfg, ckpt_file)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    return out, ckpt_file, ckpt
+
+
+def _train_loader(cfg: dict, train_set: Dataset, iters_per_epoch: int, info: DistInfo
+                  ) -> tuple[DataLoader, GlobalBatchSampler]:
+    """The training loader: this rank's slice of every global batch (:class:`GlobalBatchSampler`)."""
+    t, workers = cfg["train"], cfg["data"]["num_workers"]
+    sampler = GlobalBatchSampler(len(train_set), t["global_batch"], iters_per_epoch, rank=info.rank,
+                                 world_size=info.world_size, mode=t["sampler"], seed=t["seed"])
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=workers, pin_memory=info.device.type == "cuda",
+                        persistent_workers=workers > 0, generator=loader_generator(t["seed"], info.rank))
+    return loader, sampler
+
+
+def _validation_set(cfg: dict, val_split: str | list[str] | None, info: DistInfo) -> Dataset | None:
+    """The validation frames (:func:`scoring_dataset` for ``eval.protocol``), or ``None`` when the
+    recipe validates nothing."""
+    if val_split is None:
+        return None
+    if cfg["train"]["eval_every"] == 0:
+        if info.is_main:
+            logger.warning("a validation set is configured but train.eval_every=0: it is never evaluated")
+        return None
+    return scoring_dataset(cfg, val_split, [cfg["eval"]["protocol"]])
+
+
+def _checkpoint_path(out: Path, epoch: int, finished: bool, stopping: bool, ckpt_every: int) -> Path | None:
+    """Where to checkpoint after 0-based ``epoch``: ``epoch_<N>.pt`` every ``ckpt_every`` epochs and
+    at the last one, ``last.pt`` when the run stops between epochs (``train.max_iters``), else none."""
+    if finished and ((epoch + 1) % ckpt_every == 0 or stopping):
+        return epoch_path(out, epoch + 1)
+    return last_path(out) if stopping else None

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from torchssc.config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML recipe (configs/*.yaml) or a run folder's config.yaml")
+    parser.add_argument("config", help="a shipped recipe's name (e.g. sketch_aware_ssc_nyu), a YAML recipe file or a run folder's config.yaml")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, YAML values, e.g. optim.lr=0.01 train.amp=bf16"
     )
@@ -23,19 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume-from", metavar="CKPT", default=None, help="continue from this checkpoint file")
 
 
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0") or 0)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # only rank 0 talks; the others keep warnings and errors
-    logging.getLogger("torchssc").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-
-
 def run(args: argparse.Namespace) -> int:
+    from torchssc.engine.logs import setup_logging
     from torchssc.engine.train import NonFiniteLossError, main
 
-    _setup_logging()
+    setup_logging()
     cfg = load_config(args.config, args.overrides)
     resume = args.resume_from if args.resume_from else bool(args.resume)
     try:

@@ -16,10 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
     parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
-    pose = parser.add_mutually_exclusive_group()
-    pose.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers")
-    pose.add_argument("--estimate-pose", action="store_true",
-                      help="estimate gravity, floor height and room directions from the depth (the default without --pose)")
+    parser.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers "
+                        "(default: estimate gravity, floor height and room directions from the depth)")
     parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
                         help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
     parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
@@ -33,13 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchssc.predict.predict import load_trained_model, predict_labels, prepare_inputs
+    from torchssc.engine.checkpoint import load_model
+    from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
     formats = [f for f in args.formats.split(",") if f]
-    model, cfg = load_trained_model(args.checkpoint, args.device)
-    fine = bool(cfg.get("data", {}).get("fine", False))
+    model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
+    fine = bool(state["config"].get("data", {}).get("fine", False))
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,

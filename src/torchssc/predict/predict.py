@@ -159,18 +159,6 @@ def frame_batch(
     return batch
 
 
-def load_trained_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The model of a training checkpoint, in eval mode, and the checkpoint's recipe."""
-    from torchssc.engine.builders import build_model
-    from torchssc.engine.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    cfg = state["config"]
-    model = build_model(cfg)
-    model.load_state_dict(state["model"], strict=True)  # raises on missing/unexpected keys
-    return model.to(device).eval(), cfg
-
-
 @torch.no_grad()
 def predict_labels(model: nn.Module, batch: dict, *, seed: int = 0) -> np.ndarray:
     """Argmax labels ``(D, H, W) uint8`` of a batch of one, reproducible given ``seed``."""

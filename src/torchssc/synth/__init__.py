@@ -2,8 +2,8 @@
 
 See ``docs/synthetic.md``. Modules: :mod:`~torchssc.synth.scene` (boxes), ``furniture``,
 ``rooms`` (layout and camera), ``raycast`` (depth), ``render`` (RGB, Kinect noise),
-``voxelize`` (label grid), ``generator`` (frames and datasets), ``preview`` (pictures and
-class statistics), ``command`` (``torchssc synth``).
+``voxelize`` (label grid), ``generator`` (frames and datasets), ``command`` (``torchssc
+synth``). The pictures and class statistics of the docs come from ``benchmarks/synth_preview.py``.
 """
 
 from torchssc.synth.generator import SynthFrame, generate_dataset, generate_frame, split_ids

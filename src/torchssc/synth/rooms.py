@@ -26,7 +26,6 @@ ROOM_SIZE_RANGE = (3.0, 7.0)
 ROOM_HEIGHT_RANGE = (2.4, 3.2)
 CAMERA_HEIGHT_RANGE = (1.0, 1.6)
 CAMERA_PITCH_RANGE_DEG = (5.0, 25.0)
-WALLS = ("wall", "ceiling", "floor", "window")
 
 # Paint order of the voxeliser by 11-class label: structure first, small things last.
 _PAINT = {1: 0, 2: 0, 3: 0, 4: 1, 9: 3, 11: 3}

@@ -43,7 +43,6 @@ RAW = {
 
 # Materials: how :mod:`torchssc.synth.render` textures a surface.
 PLAIN, WOOD, FABRIC, TILES, STRIPES, GLASS, SCREEN, WALLPAPER = range(8)
-MATERIAL_NAMES = ("plain", "wood", "fabric", "tiles", "stripes", "glass", "screen", "wallpaper")
 
 
 @dataclass

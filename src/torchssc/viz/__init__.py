@@ -3,7 +3,9 @@
 Library entry points (``torchssc viz`` is a thin layer over them):
 
 * :func:`render_views`, :func:`render_comparison`, :func:`save_png` — software ray casting, no
-  OpenGL or display (:mod:`torchssc.viz.render`);
+  OpenGL or display (:mod:`torchssc.viz.render`, made of :mod:`~torchssc.viz.labels`,
+  :mod:`~torchssc.viz.camera`, :mod:`~torchssc.viz.rays` and :mod:`~torchssc.viz.compose`, the
+  helpers that ``mesh``, ``html`` and ``volumes`` share);
 * :func:`voxel_mesh`, :func:`write_ply`, :func:`write_glb` — one cube per occupied voxel with
   hidden faces removed (:mod:`torchssc.viz.mesh`);
 * :func:`write_html` — one self-contained interactive WebGL page (:mod:`torchssc.viz.html`);
@@ -15,7 +17,9 @@ Library entry points (``torchssc viz`` is a thin layer over them):
 from torchssc.viz.export import export_scene
 from torchssc.viz.html import write_html
 from torchssc.viz.mesh import VoxelMesh, voxel_mesh, write_glb, write_ply
-from torchssc.viz.render import Camera, render_comparison, render_panel, render_view, render_views, save_png
+from torchssc.viz.camera import Camera
+from torchssc.viz.compose import save_png
+from torchssc.viz.render import render_comparison, render_panel, render_view, render_views
 from torchssc.viz.volumes import Volume, frustum_mask, load_prepared, load_volume, mask_volume
 
 __all__ = [

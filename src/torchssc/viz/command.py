@@ -26,7 +26,7 @@ import numpy as np
 
 from torchssc.geometry import FINE_SHAPE, Intrinsics
 from torchssc.viz.export import FORMATS, downsample_volume, export_scene
-from torchssc.viz.render import VIEWS
+from torchssc.viz.camera import VIEWS
 from torchssc.viz.volumes import CLASS_SPACES, MASKS, load_prepared, load_volume
 
 

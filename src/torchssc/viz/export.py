@@ -15,7 +15,9 @@ import numpy as np
 from torchssc.geometry import NYU_INTRINSICS
 from torchssc.viz.html import write_html
 from torchssc.viz.mesh import voxel_mesh, write_glb, write_ply
-from torchssc.viz.render import compose, content_bounds, default_views, render_views, save_png
+from torchssc.viz.camera import content_bounds, default_views
+from torchssc.viz.compose import compose, save_png
+from torchssc.viz.render import render_views
 from torchssc.viz.volumes import Volume, mask_volume
 
 FORMATS = ("png", "ply", "glb", "html")

@@ -25,7 +25,8 @@ import numpy as np
 from torchssc.geometry import CLASS_NAMES, PALETTE
 from torchssc.io.atomic import write_bytes_atomic
 from torchssc.viz.mesh import exposed_faces
-from torchssc.viz.render import FACE_SHADE, check_labels, default_voxel, occupied
+from torchssc.viz.labels import check_labels, default_voxel, occupied
+from torchssc.viz.rays import FACE_SHADE
 
 RECORD = np.dtype([("a", "<u2"), ("b", "<u2"), ("c", "<u2"), ("label", "u1"), ("faces", "u1")])
 """One embedded voxel: grid index, label, visible-face bit mask (8 bytes)."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from torchssc.geometry import PALETTE
 from torchssc.io.atomic import write_bytes_atomic
-from torchssc.viz.render import check_labels, default_voxel, occupied
+from torchssc.viz.labels import check_labels, default_voxel, occupied
 
 
 class VoxelMesh(NamedTuple):
@@ -105,7 +105,7 @@ def voxel_mesh(
 
     Args:
         labels: ``(D, H, W)`` 0..11 or 255 (axes X, Z, Y).
-        voxel: voxel edge in metres (default :func:`~torchssc.viz.render.default_voxel`).
+        voxel: voxel edge in metres (default :func:`~torchssc.viz.labels.default_voxel`).
         origin: ``(3,)`` world (x, y, z) of the grid's corner.
         class_boundaries: see :func:`exposed_faces`.
     Returns:

@@ -42,7 +42,7 @@ from torchssc.geometry import (
     project,
     world_to_camera,
 )
-from torchssc.viz.render import default_voxel
+from torchssc.viz.labels import default_voxel
 
 CLASS_SPACES = ("auto", "11", "36")
 MASKS = ("label_weight", "frustum")

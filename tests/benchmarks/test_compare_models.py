@@ -1,4 +1,4 @@
-"""Tests of torchssc.engine.compare (the equal-budget comparison behind
+"""Tests of benchmarks/compare.py (the equal-budget comparison behind
 benchmarks/compare_models.py): recipes and budget overrides, one tiny model trained, scored and
 measured in-process, a failing model reported while the next one still runs, process isolation,
 and the table / JSON written."""
@@ -15,25 +15,25 @@ import _engine_tiny as tiny
 import numpy as np
 import pytest
 import yaml
-
-from torchssc.config import load_config
-from torchssc.engine.compare import (
+from compare import (
     DEFAULT_MODELS,
-    PROTOCOLS,
     Budget,
     ModelSpec,
     add_overrides,
     check_root,
     compare_models,
-    find_recipe,
-    make_data,
+    prepare_rooms,
+    recipe_for_model,
     run_context,
     run_step,
     table_markdown,
     write_outputs,
 )
+
+from torchssc.config import load_config
 from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE, VIS_FREE, VIS_OCCLUDED, VIS_SURFACE
 from torchssc.io.prepared import PreparedFrame, write_frame, write_split
+from torchssc.metrics import PROTOCOLS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ def _recipe(path: Path, model: str = tiny.MODEL) -> Path:
 
 
 def test_recipes_of_the_default_models_and_budget_overrides(tmp_path):
-    specs = {m: find_recipe(m) for m in (*DEFAULT_MODELS, "sketch_aware_ssc")}
+    specs = {m: recipe_for_model(m) for m in (*DEFAULT_MODELS, "sketch_aware_ssc")}
     assert specs["vvnet_r120"].recipe.name == "vvnet_synth_cpu.yaml"
     assert specs["sketch_aware_ssc_lite"].recipe.name == "sketch_aware_ssc_synth_cpu.yaml"
     budget = Budget(iters=5, batch=2, lr=0.02, seed=3)
@@ -93,7 +93,7 @@ def test_recipes_of_the_default_models_and_budget_overrides(tmp_path):
         assert cfg["data"]["root"] == str(tmp_path / "d") and cfg["eval"]["seed"] == 3
     assert specs["sketch_aware_ssc"].extra == ("model.name=sketch_aware_ssc", "model.kwargs={}")
     with pytest.raises(FileNotFoundError, match="no_such_model"):
-        find_recipe("no_such_model")
+        recipe_for_model("no_such_model")
     with pytest.raises(ValueError, match="iters"):
         Budget(iters=0, batch=1, lr=0.1)
     # Per-model extras go before the budget; budget keys cannot be changed for one model.
@@ -114,14 +114,16 @@ def test_check_root_names_missing_folders(data, tmp_path):
         check_root(tmp_path / "nowhere")
 
 
-def test_make_data_prepares_what_every_model_needs(tmp_path):
-    root = make_data(tmp_path / "synth", frames=2, seed=0, test_fraction=0.5)
+@pytest.mark.slow
+def test_prepare_rooms_prepares_what_every_model_needs(tmp_path):
+    root = prepare_rooms(tmp_path / "synth", frames=2, seed=0, test_fraction=0.5)
     assert check_root(root) == {"train": 1, "test": 1}  # TSDFFine, Depth, Visibility, RGB present
-    assert make_data(tmp_path / "synth", frames=2) == root  # reused
+    assert prepare_rooms(tmp_path / "synth", frames=2) == root  # reused
     with pytest.raises(ValueError, match="already holds 2 synthetic rooms"):
-        make_data(tmp_path / "synth", frames=3)
+        prepare_rooms(tmp_path / "synth", frames=3)
 
 
+@pytest.mark.slow
 def test_run_step_isolates_and_reports_failures():
     child = run_step(os.getpid, ())
     assert child["ok"] != os.getpid()  # a fresh process
@@ -132,6 +134,7 @@ def test_run_step_isolates_and_reports_failures():
     assert run_step(math.sqrt, (-1.0,), spawn=False)["error"].startswith("ValueError")
 
 
+@pytest.mark.slow
 def test_compare_tiny_models_with_a_failure_in_between(data, tmp_path):
     good = _recipe(tmp_path / "tiny.yaml")
     broken = _recipe(tmp_path / "broken.yaml", model="no_such_model")

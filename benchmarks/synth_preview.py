@@ -1,6 +1,6 @@
 """Pictures and class statistics of synthetic frames (what ``docs/synthetic.md`` shows).
 
-    python -m torchssc.synth.preview --out docs/images --frames 200 --workers 2
+    .venv/bin/python benchmarks/synth_preview.py --out docs/images --frames 200 --workers 2
 
 writes ``synth_frame_<id>.png`` (RGB | depth colour-mapped | label grid, oblique view) for a
 few frames and prints the class histogram of the 60x36x60 label grids (after the 36 -> 11
@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from torchssc.geometry import CLASS_NAMES, FINE_SHAPE, FINE_VOXEL, LABEL_VOXEL, NUM_CLASSES
+from torchssc.report import markdown_table
 from torchssc.synth.generator import frame_geometry, frame_streams, generate_frame
 from torchssc.synth.rooms import sample_scene
 from torchssc.synth.voxelize import voxelize
@@ -101,13 +102,13 @@ def histogram_table(hist: dict[str, np.ndarray], frames: int) -> str:
     names = list(CLASS_NAMES) + ["ignore (255)"]
     n60, nf = hist["label60"].sum(), hist["fine"].sum()
     occ60 = hist["label60"][1:NUM_CLASSES].sum()
-    lines = ["| label | 60x36x60 voxels | of occupied (1..11) | frames with it | 240x144x240 voxels |",
-             "|---|---:|---:|---:|---:|"]
+    rows = []
     for k, name in enumerate(names):
         share_occ = f"{100 * hist['label60'][k] / occ60:.1f}%" if 1 <= k < NUM_CLASSES else ""
-        lines.append(f"| {k if k < NUM_CLASSES else 255} {name} | {100 * hist['label60'][k] / n60:.2f}% | "
-                     f"{share_occ} | {100 * hist['present60'][k] / frames:.0f}% | {100 * hist['fine'][k] / nf:.2f}% |")
-    return "\n".join(lines)
+        rows.append([f"{k if k < NUM_CLASSES else 255} {name}", f"{100 * hist['label60'][k] / n60:.2f}%", share_occ,
+                     f"{100 * hist['present60'][k] / frames:.0f}%", f"{100 * hist['fine'][k] / nf:.2f}%"])
+    head = ["label", "60x36x60 voxels", "of occupied (1..11)", "frames with it", "240x144x240 voxels"]
+    return markdown_table(head, rows, align="lrrrr")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 
 from torchssc.geometry import Intrinsics
 from torchssc.synth.generator import generate_frame
-from torchssc.synth.preview import class_histogram, depth_colormap, frame_labels, histogram_table
+from synth_preview import class_histogram, depth_colormap, frame_labels, histogram_table
 
 TINY = Intrinsics(fx=518.8579 / 16, fy=518.8579 / 16, cx=20.0, cy=15.0, width=40, height=30)
 

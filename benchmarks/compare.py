@@ -1,7 +1,8 @@
 """Equal-budget comparison of registered models: train, score and measure each in one run.
 
-The engine of ``benchmarks/compare_models.py``. Every model is trained with **its own recipe**
-(``configs/<recipe>_synth_cpu.yaml``: its loss, model kwargs and data flags) but with the same
+The engine of ``benchmarks/compare_models.py`` (import it with ``benchmarks/`` on ``sys.path``,
+as that script and ``tests/benchmarks`` do). Every model is trained with **its own recipe**
+(the shipped ``<recipe>_synth_cpu``: its loss, model kwargs and data flags) but with the same
 budget keys overridden identically (:meth:`Budget.overrides`: iterations x batch, constant LR,
 seed, sampler, data split, device), then scored on the ``test`` split under each protocol. In the
 same run, per model:
@@ -40,10 +41,19 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from torchssc.metrics import PROTOCOLS
+from torchssc.report import markdown_table, percent
+
 logger = logging.getLogger("torchssc.compare")
 
-DEFAULT_MODELS = ("sketch_aware_ssc_lite", "sscnet", "ddrnet", "aicnet", "vvnet_r120")
-PROTOCOLS = ("torchssc", "sscnet", "all")
+DEFAULT_MODELS = (
+    "sketch_aware_ssc_lite",
+    "sscnet",
+    "ddrnet",
+    "aicnet",
+    "vvnet_r120",
+)
+"""The models compared by default, in table order (one registered name a line: add yours)."""
 REQUIRED_DIRS = ("TSDFFine", "Depth", "Visibility", "RGB")
 """Prepared folders the default models need between them (SSCNet: TSDFFine; VVNet, DDRNet,
 AICNet: Depth; the ``sscnet`` protocol: Visibility; SketchAwareSSC, DDRNet, AICNet: RGB)."""
@@ -142,21 +152,11 @@ def add_overrides(specs: Sequence[ModelSpec], items: Sequence[str]) -> list[Mode
     return [replace(s, extra=tuple(extra[s.label])) for s in specs]
 
 
-def configs_dir() -> Path:
-    """``configs/`` of the current folder (as a relative path) or of the torchssc source tree."""
-    if Path("configs").is_dir():
-        return Path("configs")
-    source = Path(__file__).resolve().parents[3] / "configs"
-    if source.is_dir():
-        return source
-    raise FileNotFoundError("configs/ not found in the current folder or the torchssc source tree")
-
-
-def find_recipe(model: str, configs: str | os.PathLike | None = None) -> ModelSpec:
+def recipe_for_model(model: str, configs: str | os.PathLike | None = None) -> ModelSpec:
     """The CPU synthetic recipe of a registered model name, or a recipe given by its path.
 
     ``model`` ending in ``.yaml``/``.yml`` is a recipe file (label: its stem). Otherwise the
-    recipe is the ``configs/*_synth_cpu.yaml`` whose ``model.name`` is ``model``
+    recipe is the shipped ``*_synth_cpu.yaml`` (or one in ``configs``) whose ``model.name`` is ``model``
     (``vvnet_r120`` -> ``vvnet_synth_cpu.yaml``, ``sketch_aware_ssc_lite`` ->
     ``sketch_aware_ssc_synth_cpu.yaml``); ``sketch_aware_ssc`` (the paper build) has none and
     uses the lite recipe with ``model.name=sketch_aware_ssc model.kwargs={}``.
@@ -171,7 +171,9 @@ def find_recipe(model: str, configs: str | os.PathLike | None = None) -> ModelSp
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such recipe")
         return ModelSpec(path.stem, path)
-    folder = Path(configs) if configs is not None else configs_dir()
+    from torchssc.config import recipes_dir
+
+    folder = Path(configs) if configs is not None else recipes_dir()
     recipes = sorted(folder.glob("*_synth_cpu.yaml"))
     for path in recipes:
         if load_config(path)["model"]["name"] == model:
@@ -209,8 +211,8 @@ def check_root(root: str | os.PathLike, required: Sequence[str] = REQUIRED_DIRS)
     return counts
 
 
-def make_data(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fraction: float = 0.2,
-              workers: int = 1) -> Path:
+def prepare_rooms(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fraction: float = 0.2,
+                  workers: int = 1) -> Path:
     """Generate ``frames`` synthetic rooms in ``<out>/raw`` (once) and prepare both splits into
     ``<out>/prepared`` with the fine TSDF (plus depth, visibility and RGB, which preparation always
     writes for synthetic rooms); resumable. Returns the prepared root.
@@ -299,9 +301,9 @@ def measure_inference(recipe: str, overrides: Sequence[str], checkpoint: str, fr
     from torch.utils.data import default_collate
 
     from torchssc.config import load_config
-    from torchssc.engine.builders import build_dataset, build_model
-    from torchssc.engine.checkpoint import load_checkpoint
-    from torchssc.engine.train import move_to_device
+    from torchssc.engine.builders import build_dataset
+    from torchssc.engine.checkpoint import load_model
+    from torchssc.engine.sampler import move_to_device
 
     if frames < 1:
         raise ValueError(f"infer frames must be >= 1, got {frames}")
@@ -309,9 +311,7 @@ def measure_inference(recipe: str, overrides: Sequence[str], checkpoint: str, fr
     cfg = load_config(recipe, overrides)
     device = torch.device(cfg["train"]["device"])
     cuda = device.type == "cuda"
-    model = build_model(cfg)
-    model.load_state_dict(load_checkpoint(checkpoint, map_location="cpu")["model"])
-    model = model.to(device).eval()
+    model, _ = load_model(checkpoint, cfg, device=device)
     if hasattr(model, "seed"):
         model.seed = int(cfg["eval"]["seed"])
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -488,11 +488,6 @@ def run_context(*, budget: Budget, root: str | os.PathLike, protocols: Sequence[
     }
 
 
-def _pct(metrics: dict | None, key: str) -> str:
-    value = None if metrics is None else metrics.get(key)
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100.0 * value:.1f}"
-
-
 def _num(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
     return "—" if value is None else format(value, fmt)
@@ -508,8 +503,7 @@ def table_markdown(rows: Sequence[dict], protocols: Sequence[str] = PROTOCOLS) -
     head = ["model", "loss", "trainable params", "train CPU s", "train peak MiB", "infer CPU s/frame", "infer peak MiB"]
     for p in protocols:
         head += [f"`{p}` SC IoU", f"`{p}` mIoU"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-    notes = []
+    body, notes = [], []
     for row in rows:
         label = f"`{row['label']}`" + (" (failed)" if row.get("errors") else "")
         cells = [label, f"`{row['loss']}`" if row.get("loss") else "—",
@@ -519,10 +513,11 @@ def table_markdown(rows: Sequence[dict], protocols: Sequence[str] = PROTOCOLS) -
         metrics = row.get("metrics")
         for p in protocols:
             m = None if metrics is None else metrics.get(p)
-            cells += ["—", "—"] if m is None else [_pct(m, "sc_iou"), _pct(m, "ssc_miou")]
-        lines.append("| " + " | ".join(cells) + " |")
+            cells += ["—", "—"] if m is None else [percent(m.get("sc_iou")), percent(m.get("ssc_miou"))]
+        body.append(cells)
         for step, message in row.get("errors", {}).items():
             notes.append(f"- `{row['label']}` {step} failed: {message.splitlines()[0] if message else ''}")
+    lines = [markdown_table(head, body, align="ll" + "r" * (len(head) - 2))]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
@@ -551,7 +546,7 @@ def report_markdown(rows: Sequence[dict], context: dict) -> str:
 def write_outputs(out: str | os.PathLike, rows: Sequence[dict], context: dict) -> tuple[Path, Path]:
     """Write ``<out>/compare.json`` (context + rows, NaN as null) and ``<out>/compare.md``
     atomically; returns both paths."""
-    from torchssc.engine.evaluate import json_ready
+    from torchssc.engine.logs import json_ready
     from torchssc.io.atomic import write_bytes_atomic
 
     out = Path(out)
