@@ -34,6 +34,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from torchssc.benchmark_grid import to_label_grid
 from torchssc.engine.builders import build_dataset, build_model
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_checkpoint
 from torchssc.engine.distributed import DistInfo, cleanup_distributed, init_distributed
@@ -187,7 +188,9 @@ def score_model(
     """Predict this rank's shard of ``dataset`` and accumulate the metrics of every protocol.
 
     Args:
-        model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict.
+        model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict; logits
+            on another grid than the labels (ForkNet, CCPNet-style) are brought to it by
+            :func:`torchssc.benchmark_grid.to_label_grid`.
         dataset: items as :class:`torchssc.data.SSCDataset` (with ``visibility`` for ``sscnet``).
         protocols: names from :data:`torchssc.metrics.PROTOCOLS`.
         info: this process's place (:func:`torchssc.engine.distributed.init_distributed`).
@@ -221,6 +224,8 @@ def score_model(
         # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
         semantic = outputs["semantic"]
         pred = (semantic.argmax(1) if decode is None else decode(semantic)).to(torch.uint8)
+        # a native-resolution model (ForkNet, CCPNet-style): to the label grid by the GT's rule
+        pred = to_label_grid(pred, tuple(batch["label"].shape[1:]))
         update_all(  # one pass over the voxels for every protocol
             metrics.values(),
             pred,
