@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from torchssc.benchmark_grid import to_label_grid
 from torchssc.config import diff_configs, run_dir, save_config
 from torchssc.engine.builders import (
     build_dataset,
@@ -243,12 +244,13 @@ def evaluate(
                 outputs = model(batch)
             logits = outputs["semantic"].float()  # (B, 12, D, H, W)
             label = batch["label"]  # (B, D, H, W) int64
-            mask = (batch["label_weight"] > 0) & (label != IGNORE_LABEL)
-            per_voxel = F.cross_entropy(logits, label, ignore_index=IGNORE_LABEL, reduction="none")
-            ce += torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
+            if logits.shape[2:] == label.shape[1:]:  # a native-resolution model has no label-grid CE
+                mask = (batch["label_weight"] > 0) & (label != IGNORE_LABEL)
+                per_voxel = F.cross_entropy(logits, label, ignore_index=IGNORE_LABEL, reduction="none")
+                ce += torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
             if metrics is not None:
                 metrics.update(
-                    logits.argmax(1),
+                    to_label_grid(logits.argmax(1), tuple(label.shape[1:])),
                     label,
                     label_weight=batch["label_weight"],
                     mapping=batch.get("mapping"),
