@@ -67,9 +67,7 @@ def _frame_batch(part: str, device: torch.device) -> dict:
     from torchssc.io.depthbin import read_bin, read_depth_png
     from torchssc.prepare.forknet import forknet_volumes
     from torchssc.prepare.projective_tsdf import forknet_input
-    from torchssc.prepare.tsdf import compute_tsdf
-    from torchssc.geometry import map_36_to_11
-    from torchssc.prepare.downsample import downsample_labels
+    from torchssc.prepare.pipeline import prepare_depthbin
 
     raw = read_bin(SAMPLE / "NYU0001_0000.bin")
     depth = read_depth_png(SAMPLE / "NYU0001_0000.png")
@@ -81,14 +79,12 @@ def _frame_batch(part: str, device: torch.device) -> dict:
             "forknet_surface": torch.from_numpy(vol.surface)[None],
         }
     else:
-        fine = compute_tsdf(depth, raw.pose, raw.origin).sscnet_input()
-        label_fine = map_36_to_11(raw.labels)
-        label = downsample_labels(raw.labels)
+        frame = prepare_depthbin(SAMPLE / "NYU0001_0000.bin", fine=True, fine_labels=True)
         batch = {
-            "tsdf_fine": torch.from_numpy(fine)[None, None],
-            "label_fine": torch.from_numpy(label_fine)[None],
-            "label": torch.from_numpy(label.astype(np.int64))[None],
-            "label_weight": torch.from_numpy(((label > 0) & (label < 255)).astype(np.float32))[None],
+            "tsdf_fine": torch.from_numpy(frame.tsdf_fine)[None, None],
+            "label_fine": torch.from_numpy(frame.label_fine)[None],
+            "label": torch.from_numpy(frame.label.astype(np.int64))[None],
+            "label_weight": torch.from_numpy(frame.label_weight.astype(np.float32))[None],
         }
     return {k: v.to(device) for k, v in batch.items()}
 
