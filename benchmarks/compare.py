@@ -52,11 +52,14 @@ DEFAULT_MODELS = (
     "ddrnet",
     "aicnet",
     "vvnet_r120",
+    "forknet",
+    "ccpnet_style",
 )
 """The models compared by default, in table order (one registered name a line: add yours)."""
-REQUIRED_DIRS = ("TSDFFine", "Depth", "Visibility", "RGB")
-"""Prepared folders the default models need between them (SSCNet: TSDFFine; VVNet, DDRNet,
-AICNet: Depth; the ``sscnet`` protocol: Visibility; SketchAwareSSC, DDRNet, AICNet: RGB)."""
+REQUIRED_DIRS = ("TSDFFine", "Depth", "Visibility", "RGB", "ForkNet", "LabelFine")
+"""Prepared folders the default models need between them (SSCNet, CCPNet-style: TSDFFine; VVNet,
+DDRNet, AICNet: Depth; the ``sscnet`` protocol: Visibility; SketchAwareSSC, DDRNet, AICNet: RGB;
+ForkNet: ForkNet; CCPNet-style: LabelFine)."""
 
 METRIC_KEYS = ("sc_precision", "sc_recall", "sc_iou", "ssc_miou", "ssc_iou", "scenes")
 """What each protocol's record keeps of :meth:`torchssc.metrics.SSCMetrics.compute`."""
@@ -214,8 +217,8 @@ def check_root(root: str | os.PathLike, required: Sequence[str] = REQUIRED_DIRS)
 def prepare_rooms(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fraction: float = 0.2,
                   workers: int = 1) -> Path:
     """Generate ``frames`` synthetic rooms in ``<out>/raw`` (once) and prepare both splits into
-    ``<out>/prepared`` with the fine TSDF (plus depth, visibility and RGB, which preparation always
-    writes for synthetic rooms); resumable. Returns the prepared root.
+    ``<out>/prepared`` with the fine TSDF, ForkNet's volumes and the fine labels (plus depth,
+    visibility and RGB, which preparation always writes for synthetic rooms); resumable. Returns the prepared root.
 
     An existing ``<out>/raw`` is reused as is (its seed and test fraction are not checked) when
     it lists ``frames`` rooms.
@@ -227,7 +230,8 @@ def prepare_rooms(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fr
     from torchssc.synth.generator import generate_and_prepare
 
     return generate_and_prepare(out, frames=frames, seed=seed, test_fraction=test_fraction,
-                                workers=workers, fine=True, prepared="prepared", progress=False)
+                                workers=workers, fine=True, prepared="prepared", progress=False,
+                                forknet=True, fine_labels=True)
 
 
 # ------------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ from torchssc.metrics import PROTOCOLS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data (one of)")
-    data.add_argument("--root", type=Path, help="prepared synthetic data with TSDFFine/, Depth/, Visibility/, RGB/")
+    data.add_argument("--root", type=Path,
+                      help="prepared synthetic data with TSDFFine/, Depth/, Visibility/, RGB/, ForkNet/, LabelFine/")
     data.add_argument("--make-data", type=Path, metavar="DIR",
                       help="generate --frames synthetic rooms in DIR/raw and prepare them into DIR/prepared "
                            "(resumable; used when --root is not given)")

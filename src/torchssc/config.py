@@ -59,12 +59,15 @@ DEFAULTS: dict[str, Any] = {
         "depth": False,  # load the depth image (VVNet)
         "visibility": False,  # load the visibility volume
         "prior": False,  # auto | true | false: the 2D semantic prior (seg_result_label13)
+        "forknet": False,  # load ForkNet's 80x48x80 volumes (prepare --forknet)
+        "fine_labels": False,  # load the 240x144x240 labels (prepare --fine-labels; CCPNet-style)
         "num_workers": 2,  # DataLoader worker processes per training process
     },
     "model": {"name": "sketch_aware_ssc", "kwargs": {}},
     "loss": {"name": "sketch_aware", "kwargs": {}},
     "optim": {
-        "name": "sgd",  # sgd | adamw (torch.optim.AdamW, default betas; decoupled weight decay)
+        "name": "sgd",  # sgd | adam | adamw (adam: ForkNet's recipe, L2 decay; adamw: decoupled decay)
+        "betas": [0.9, 0.999],  # adam and adamw
         "lr": 0.05,  # lr0 at train.global_batch, under standard DDP gradient averaging
         "momentum": 0.9,  # sgd only
         "weight_decay": 1.0e-3,  # conv/linear weights only
@@ -101,7 +104,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "optim.name": ("sgd", "adamw"),
+    "optim.name": ("sgd", "adam", "adamw"),
     "optim.schedule": ("poly", "constant", "step"),
     "train.amp": ("none", "bf16", "fp16"),
     "train.sampler": ("with_replacement", "shuffle"),
@@ -217,6 +220,10 @@ def validate_config(cfg: dict) -> None:
         raise ValueError(f"config key 'data.val_fraction' = {fraction!r}: expected a number in [0, 1)")
     if fraction > 0 and get("data.val_split") is not None:
         raise ValueError("config keys 'data.val_split' and 'data.val_fraction' are exclusive; set one")
+    betas = get("optim.betas")
+    if (not isinstance(betas, list) or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"config key 'optim.betas' = {betas!r}: expected two numbers in [0, 1)")
     steps = get("optim.step_epochs")
     if not isinstance(steps, list) or not all(isinstance(s, int) and s > 0 for s in steps):
         raise ValueError(f"config key 'optim.step_epochs' = {steps!r}: expected a list of positive integers")

@@ -20,6 +20,11 @@ key                shape, dtype                meaning
 ``pose``           ``(4, 4) float32``          camera-to-world (when every frame has Meta/)
 ``origin``         ``(3,) float32``            world corner of the grid (idem)
 ``intrinsics``     ``(6,) float32``            fx, fy, cx, cy, W, H (idem)
+``forknet_tsdf``   ``(1, 80, 48, 80) f32``     ForkNet's input: projective TSDF, invalid -> 0
+                                               (``forknet=True``)
+``forknet_label``  ``(80, 48, 80) int64``      ForkNet's labels 0..11, 255 (idem)
+``forknet_surface`` ``(80, 48, 80) uint8``     1 on voxels holding a depth point (idem)
+``label_fine``     ``(240, 144, 240) uint8``   fine labels 0..11, 255 (``fine_labels=True``)
 =================  ==========================  =============================================
 
 Grid axes are [world X, world Z (up), world Y] (see :mod:`torchssc.geometry`). Optional keys
@@ -87,6 +92,8 @@ class SSCDataset(Dataset):
         prior: the 2D semantic prior (``seg_result_label13/<id>.png``, NYU-13 ids): ``True``
             requires it for every frame, ``False`` never loads it, ``"auto"`` loads it when
             every listed frame has one.
+        forknet: also load ForkNet's volumes (``forknet_*``; ``ForkNet/``); required for every frame.
+        fine_labels: also load ``label_fine`` (``LabelFine/``); required for every frame.
 
     ``pose``, ``origin`` and ``intrinsics`` are included when every frame has its ``Meta/``
     file (frames prepared by ``torchssc prepare`` do; third-party TorchSSC data does not).
@@ -107,6 +114,8 @@ class SSCDataset(Dataset):
         depth: bool = False,
         visibility: bool = False,
         prior: bool | str = False,
+        forknet: bool = False,
+        fine_labels: bool = False,
     ):
         for name, value in (("rgb", rgb), ("prior", prior)):
             if value not in (True, False, "auto"):
@@ -124,6 +133,8 @@ class SSCDataset(Dataset):
         self.fine = bool(fine)
         self.depth = bool(depth)
         self.visibility = bool(visibility)
+        self.forknet = bool(forknet)
+        self.fine_labels = bool(fine_labels)
 
         need = list(REQUIRED)
         if rgb is True:
@@ -136,6 +147,10 @@ class SSCDataset(Dataset):
             need.append("visibility")
         if prior is True:
             need.append("prior")
+        if self.forknet:
+            need.append("forknet")
+        if self.fine_labels:
+            need.append("label_fine")
         missing: list[Path] = []
         all_rgb = all_meta = all_prior = True
         for frame_id in self.ids:
@@ -158,7 +173,7 @@ class SSCDataset(Dataset):
         frame_id = self.ids[index]
         frame = read_frame(
             self.root, frame_id, rgb=self.has_rgb, fine=self.fine, visibility=self.visibility,
-            depth=self.depth, prior=self.has_prior,
+            depth=self.depth, prior=self.has_prior, forknet=self.forknet, fine_labels=self.fine_labels,
         )
         item: dict = {"id": frame_id}
         if self.has_rgb:
@@ -178,6 +193,14 @@ class SSCDataset(Dataset):
             item["visibility"] = torch.from_numpy(frame.visibility.astype(np.int64)).reshape(LABEL_SHAPE)
         if self.has_prior:
             item["prior"] = torch.from_numpy(frame.prior.astype(np.int64))
+        if self.forknet:
+            tsdf = frame.forknet_tsdf
+            tsdf = np.where(tsdf < -1.0, np.float32(0.0), tsdf)  # ForkNet's loader: invalid (-2) -> 0
+            item["forknet_tsdf"] = torch.from_numpy(tsdf.astype(np.float32)).unsqueeze(0)
+            item["forknet_label"] = torch.from_numpy(frame.forknet_label.astype(np.int64))
+            item["forknet_surface"] = torch.from_numpy(frame.forknet_surface.astype(np.uint8))
+        if self.fine_labels:
+            item["label_fine"] = torch.from_numpy(frame.label_fine.astype(np.uint8))
         if self.has_meta:
             if frame.pose is None:  # deleted after construction
                 raise FileNotFoundError(f"{frame_paths(self.root, frame_id)['meta']}: missing")
@@ -202,5 +225,6 @@ class SSCDataset(Dataset):
         split = self.split_name if self.split_name is not None else f"<{len(self.ids)} ids>"
         extras = [k for k, on in (("rgb", self.has_rgb), ("fine", self.fine), ("depth", self.depth),
                                   ("visibility", self.visibility), ("prior", self.has_prior),
-                                  ("meta", self.has_meta)) if on]
+                                  ("meta", self.has_meta), ("forknet", self.forknet),
+                                  ("fine_labels", self.fine_labels)) if on]
         return f"SSCDataset(root={str(self.root)!r}, split={split!r}, frames={len(self)}, extras={extras})"

@@ -68,7 +68,8 @@ def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]
 
 
 def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
-    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=, prior=)`` from ``cfg.data``.
+    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=, prior=, forknet=,
+    fine_labels=)`` from ``cfg.data``.
 
     ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids.
     """
@@ -77,7 +78,8 @@ def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
     data = cfg["data"]
     return SSCDataset(
         _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"],
-        visibility=data["visibility"], prior=data["prior"],
+        visibility=data["visibility"], prior=data["prior"], forknet=data["forknet"],
+        fine_labels=data["fine_labels"],
     )
 
 
@@ -102,14 +104,17 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
     """``optim.name`` over :func:`parameter_groups`: SGD (``optim.lr``, ``momentum``,
-    ``nesterov``) or AdamW (``optim.lr``, torch's default betas and eps; the groups' weight decay
-    is AdamW's decoupled decay)."""
+    ``nesterov``), Adam (``optim.lr``, ``betas``; L2 ``weight_decay`` as SGD's) or AdamW
+    (``optim.lr``, ``betas``; the groups' weight decay is AdamW's decoupled decay)."""
     opt = cfg["optim"]
     groups = parameter_groups(model, float(opt["weight_decay"]))
     if not groups:
         raise ValueError(f"model {cfg['model']['name']!r} has no trainable parameters")
+    betas = tuple(float(b) for b in opt["betas"])
     if opt["name"] == "adamw":
-        return torch.optim.AdamW(groups, lr=float(opt["lr"]))
+        return torch.optim.AdamW(groups, lr=float(opt["lr"]), betas=betas)
+    if opt["name"] == "adam":
+        return torch.optim.Adam(groups, lr=float(opt["lr"]), betas=betas)
     return torch.optim.SGD(
         groups, lr=float(opt["lr"]), momentum=float(opt["momentum"]), nesterov=bool(opt["nesterov"])
     )

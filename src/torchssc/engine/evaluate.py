@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from torchssc.benchmark_grid import to_label_grid
 from torchssc.engine.builders import build_dataset
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_model
 from torchssc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
@@ -219,8 +220,11 @@ def _no_pixel(batch: dict) -> int:
 
 def _ce_sums(logits: torch.Tensor, batch: dict) -> torch.Tensor:
     """``(2,) float64`` on the CPU: summed cross-entropy of ``logits`` ``(B, 12, D, H, W)`` over the
-    voxels with ``label_weight > 0`` and ``label != 255``, and their count."""
+    voxels with ``label_weight > 0`` and ``label != 255``, and their count (zeros for a model whose
+    logits are on another grid than the labels: it has no label-grid cross-entropy)."""
     label = batch["label"]  # (B, D, H, W) int64
+    if logits.shape[2:] != label.shape[1:]:
+        return torch.zeros(2, dtype=torch.float64)
     mask = (batch["label_weight"] > 0) & (label != IGNORE_LABEL)
     per_voxel = F.cross_entropy(logits.float(), label, ignore_index=IGNORE_LABEL, reduction="none")
     return torch.stack([per_voxel[mask].sum().double().cpu(), mask.sum().double().cpu()])
@@ -262,7 +266,9 @@ def score_model(
     model's train/eval mode are restored afterwards.
 
     Args:
-        model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict.
+        model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict; logits
+            on another grid than the labels (ForkNet, CCPNet-style) are brought to it by
+            :func:`torchssc.benchmark_grid.to_label_grid`.
         dataset: items as :class:`torchssc.data.SSCDataset` (``visibility`` for ``sscnet``:
             :func:`scoring_dataset`).
         protocols: names from :data:`torchssc.metrics.PROTOCOLS`.
@@ -295,6 +301,8 @@ def score_model(
                 raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
             # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
             pred = outputs["semantic"].argmax(1).to(torch.uint8)
+            # a native-resolution model (ForkNet, CCPNet-style): to the label grid by the GT's rule
+            pred = to_label_grid(pred, tuple(batch["label"].shape[1:]))
             update_all(  # one pass over the voxels for every protocol
                 metrics.values(), pred, batch["label"], label_weight=batch.get("label_weight"),
                 mapping=batch.get("mapping"), visibility=batch.get("visibility"), no_pixel=_no_pixel(batch),

@@ -22,6 +22,9 @@ torchssc's own extras, which do not disturb the layout:
     <root>/Depth/<id>.png           the frame's depth, same rotated-millimetre codec as depthbin
     <root>/Visibility/<id>.npz      arr_0: 60x36x60 uint8 visibility codes (prepare.visibility)
     <root>/TSDFFine/<id>.npz        arr_0: 240x144x240 float16 flipped TSDF (SSCNet input)
+    <root>/ForkNet/<id>.npz         tsdf, label, surface: ForkNet's 80x48x80 volumes (float32
+                                    projective TSDF, -2 invalid; uint8 labels; uint8 0/1)
+    <root>/LabelFine/<id>.npz       arr_0: 240x144x240 uint8 labels 0..11, 255 (CCPNet-style target)
 
 Readers accept any dtype and flat or 3-D shapes; writers use compact dtypes and write every
 file atomically, so a frame whose files all exist is complete.
@@ -39,6 +42,9 @@ import numpy as np
 from PIL import Image
 
 from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, LABEL_NUMEL, NUM_CLASSES
+
+FORKNET_GRID = tuple(s // 3 for s in FINE_SHAPE)
+"""ForkNet's grid (80, 48, 80): 3 fine voxels per voxel (:mod:`torchssc.prepare.projective_tsdf`)."""
 from torchssc.io.atomic import atomic_path, write_bytes_atomic
 from torchssc.io.depthbin import read_depth_png, write_depth_png
 
@@ -68,6 +74,9 @@ class PreparedFrame:
         tsdf_fine: ``(240, 144, 240)`` flipped fine TSDF (float16 on disk), or None.
         depth: ``(H, W) float32`` metres (0 = missing), or None.
         prior: ``(H, W) uint8`` 2D semantic prior, ids 0..13 (:data:`PRIOR_CLASSES`), or None.
+        forknet_tsdf, forknet_label, forknet_surface: ForkNet's ``(80, 48, 80)`` volumes
+            (:mod:`torchssc.prepare.forknet`), or None.
+        label_fine: ``(240, 144, 240) uint8`` fine labels 0..11 / 255, or None.
     """
 
     tsdf: np.ndarray
@@ -83,6 +92,10 @@ class PreparedFrame:
     tsdf_fine: np.ndarray | None = None
     depth: np.ndarray | None = None
     prior: np.ndarray | None = None
+    forknet_tsdf: np.ndarray | None = None
+    forknet_label: np.ndarray | None = None
+    forknet_surface: np.ndarray | None = None
+    label_fine: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -109,6 +122,8 @@ def frame_paths(root: str | os.PathLike, frame_id: str) -> dict[str, Path]:
         "visibility": root / "Visibility" / f"{frame_id}.npz",
         "tsdf_fine": root / "TSDFFine" / f"{frame_id}.npz",
         "prior": root / "seg_result_label13" / f"{frame_id}.png",
+        "forknet": root / "ForkNet" / f"{frame_id}.npz",
+        "label_fine": root / "LabelFine" / f"{frame_id}.npz",
     }
 
 
@@ -227,6 +242,8 @@ def read_frame(
     visibility: bool = False,
     depth: bool = False,
     prior: bool = False,
+    forknet: bool = False,
+    fine_labels: bool = False,
 ) -> PreparedFrame:
     """Read a prepared frame (torchssc's layout or the released NYU files as they are).
 
@@ -236,6 +253,8 @@ def read_frame(
         visibility: also read the visibility volume (must exist).
         depth: also read the depth image (must exist).
         prior: also read the 2D semantic prior (must exist).
+        forknet: also read ForkNet's volumes (must exist).
+        fine_labels: also read the fine labels (must exist).
     Raises:
         FileNotFoundError / ValueError naming the missing or malformed file.
     """
@@ -272,6 +291,13 @@ def read_frame(
         frame.tsdf_fine = _as_grid(load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
     if prior:
         frame.prior = read_prior(p["prior"], image_size)
+    if forknet:
+        arrays = load_npz(p["forknet"], "tsdf", "label", "surface")
+        frame.forknet_tsdf, frame.forknet_label, frame.forknet_surface = (
+            _as_grid(a, FORKNET_GRID, p["forknet"]).astype(t) for a, t in zip(arrays, (np.float32, np.uint8, np.uint8))
+        )
+    if fine_labels:
+        frame.label_fine = _as_grid(load_npz(p["label_fine"])[0], FINE_SHAPE, p["label_fine"]).astype(np.uint8)
     return frame
 
 
@@ -299,6 +325,15 @@ def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) ->
         _save_npz(p["visibility"], arr_0=np.asarray(frame.visibility, np.uint8).reshape(LABEL_SHAPE))
     if frame.tsdf_fine is not None:
         _save_npz(p["tsdf_fine"], arr_0=np.asarray(frame.tsdf_fine, np.float16).reshape(FINE_SHAPE))
+    if frame.forknet_tsdf is not None:
+        _save_npz(
+            p["forknet"],
+            tsdf=np.asarray(frame.forknet_tsdf, np.float32).reshape(FORKNET_GRID),
+            label=np.asarray(frame.forknet_label, np.uint8).reshape(FORKNET_GRID),
+            surface=np.asarray(frame.forknet_surface, np.uint8).reshape(FORKNET_GRID),
+        )
+    if frame.label_fine is not None:
+        _save_npz(p["label_fine"], arr_0=np.asarray(frame.label_fine, np.uint8).reshape(FINE_SHAPE))
     _save_npz(p["label"], arr_0=np.asarray(frame.label, np.uint8).ravel())
     _save_npz(p["mapping"], arr_0=np.asarray(frame.mapping).astype(np.int32).ravel())
     _save_npz(

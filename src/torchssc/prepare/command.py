@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from torchssc.geometry import Intrinsics
 from torchssc.io.prepared import SPLITS
+from torchssc.prepare.forknet import CLASS_MAPS
 from torchssc.prepare.runner import TIE_RULES, prepare_split
 
 
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--fine", action="store_true",
                         help="also write the 240x144x240 flipped TSDF (TSDFFine/, SSCNet input)")
+    parser.add_argument("--forknet", action="store_true",
+                        help="also write ForkNet's 80x48x80 projective TSDF, labels and surface (ForkNet/)")
+    parser.add_argument("--forknet-class-map", choices=CLASS_MAPS, default="standard",
+                        help="36->11 map of ForkNet's labels: the standard map (default) or ForkNet's own "
+                             "script's, which turns doors into furniture")
+    parser.add_argument("--fine-labels", action="store_true",
+                        help="also write the 240x144x240 labels (LabelFine/, the CCPNet-style target)")
     parser.add_argument("--tie-rule", choices=TIE_RULES, default="default",
                         help="label downsampling ties: smallest class id (default) or SSCNet's scan order")
     parser.add_argument("--intrinsics", default=None, metavar="PRESET|FX,FY,CX,CY[,W,H]",
@@ -64,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             fine=args.fine,
             tie_rule=args.tie_rule,
+            forknet=args.forknet,
+            forknet_class_map=args.forknet_class_map,
+            fine_labels=args.fine_labels,
             progress=not args.no_progress,
             report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
             **kwargs,

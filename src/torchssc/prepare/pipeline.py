@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose
+from torchssc.geometry import (
+    DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose, map_36_to_11,
+)
 from torchssc.io.depthbin import check_depth, read_bin, read_depth_png
 from torchssc.io.prepared import PreparedFrame
 from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample_mean
+from torchssc.prepare.forknet import forknet_volumes
 from torchssc.prepare.label_weight import label_weight as compute_label_weight
 from torchssc.prepare.mapping import voxel_pixel_mapping
 from torchssc.prepare.sketch import sketch_from_labels
@@ -55,6 +58,9 @@ def prepare_frame(
     tie_rule: str = "default",
     voxel: float = FINE_VOXEL,
     timings: dict | None = None,
+    forknet: bool = False,
+    forknet_class_map: str = "standard",
+    fine_labels: bool = False,
 ) -> PreparedFrame:
     """Prepare one frame.
 
@@ -70,12 +76,16 @@ def prepare_frame(
         tie_rule: label downsampling rule, ``"default"`` or ``"sscnet"``.
         voxel: fine voxel edge (m).
         timings: if a dict, CPU seconds per stage (:data:`STAGES`) are added to it.
+        forknet: also return ForkNet's 80x48x80 volumes (:mod:`torchssc.prepare.forknet`;
+            timed as ``"forknet"``); ``forknet_class_map`` is their 36 -> 11 map.
+        fine_labels: also return the fine labels mapped 36 -> 11 (``label_fine``).
     Returns:
         :class:`~torchssc.io.prepared.PreparedFrame` with label-grid fields ``(D/4, H/4, W/4)``:
         ``tsdf`` float32, ``label_weight`` uint8, ``mapping`` ``(D*H*W/64,)`` int64 (``W*H`` = no
         pixel), ``label`` uint8, ``sketch`` uint8, ``visibility`` uint8; ``depth`` float32,
         ``pose`` float64, ``origin`` float64, ``intrinsics`` ``(6,)`` float64, ``rgb``, and
-        ``tsdf_fine`` float32 when ``fine``.
+        ``tsdf_fine`` float32 when ``fine``, ``forknet_*`` when ``forknet``, ``label_fine`` uint8
+        when ``fine_labels``.
     """
     if tie_rule not in TIE_RULES:
         raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
@@ -122,6 +132,15 @@ def prepare_frame(
             if fine_intrinsics != intrinsics:
                 fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=fine_intrinsics, voxel=voxel, shape=shape)
             tsdf_fine = fine_tsdf.sscnet_input()
+    extras = {}
+    if forknet:
+        with _timed(timings, "forknet"):
+            vol = forknet_volumes(
+                depth, pose, origin, raw_labels, intrinsics=intrinsics, fine_voxel=voxel, class_map=forknet_class_map
+            )
+        extras.update(forknet_tsdf=vol.tsdf, forknet_label=vol.label, forknet_surface=vol.surface)
+    if fine_labels:
+        extras["label_fine"] = map_36_to_11(raw_labels)
     return PreparedFrame(
         tsdf=tsdf,
         label_weight=weight,
@@ -135,6 +154,7 @@ def prepare_frame(
         visibility=visibility,
         tsdf_fine=tsdf_fine,
         depth=depth.astype(np.float32),
+        **extras,
     )
 
 
@@ -162,7 +182,7 @@ def prepare_depthbin(
         rgb: optional ``(H, W, 3) uint8`` image for the frame.
         intrinsics: the camera (default: the NYU release convention).
         **kwargs: passed to :func:`prepare_frame` (``fine``, ``fine_intrinsics``, ``tie_rule``,
-            ``timings``).
+            ``timings``, ``forknet``, ``forknet_class_map``, ``fine_labels``).
     Raises:
         FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
         ValueError: either file is malformed or degenerate (the message names it): a pose that

@@ -42,6 +42,7 @@ from torchssc.io.prepared import (
     REQUIRED, SPLITS, frame_paths, missing_files, read_rgb, read_split, write_frame, write_split,
 )
 from torchssc.prepare.downsample import TIE_RULES
+from torchssc.prepare.forknet import CLASS_MAPS
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ BIN_PATTERN = re.compile(r"^NYU(\d{4})_0000\.bin$")
 
 PREPARED_FIELDS = REQUIRED + ("sketch", "meta", "depth", "visibility")
 """Fields of :func:`~torchssc.io.prepared.frame_paths` every prepared frame has; ``rgb`` and
-``tsdf_fine`` are added when an RGB source exists / ``fine`` is asked for."""
+``tsdf_fine`` are added when an RGB source exists / ``fine`` is asked for, ``forknet`` and
+``label_fine`` when ``forknet`` / ``fine_labels`` are."""
 
 
 def rgb_name(frame_id: str) -> str:
@@ -95,6 +97,7 @@ class _Task:
     fine: bool
     fine_intrinsics: Intrinsics | None
     tie_rule: str
+    extras: tuple[tuple[str, object], ...] = ()  # optional prepare_frame keywords (forknet, fine_labels)
 
 
 @dataclass
@@ -180,7 +183,7 @@ def _prepare_one(task: _Task) -> tuple[str, str | None]:
         rgb = _load_rgb(task)
         frame = pipeline.prepare_depthbin(
             task.bin_path, rgb=rgb, intrinsics=task.intrinsics, fine=task.fine,
-            fine_intrinsics=task.fine_intrinsics, tie_rule=task.tie_rule,
+            fine_intrinsics=task.fine_intrinsics, tie_rule=task.tie_rule, **dict(task.extras),
         )
         write_frame(task.out_root, task.frame_id, frame)
     except Exception as exc:  # reported per frame; the other frames go on
@@ -194,6 +197,9 @@ def _need(task: _Task) -> tuple[str, ...]:
         need += ("tsdf_fine",)
     if task.rgb_kind is not None:
         need += ("rgb",)
+    extras = dict(task.extras)
+    need += ("forknet",) if extras.get("forknet") else ()
+    need += ("label_fine",) if extras.get("fine_labels") else ()
     return need
 
 
@@ -215,6 +221,9 @@ def prepare_split(
     fine_intrinsics: Intrinsics | None = None,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    forknet: bool = False,
+    forknet_class_map: str = "standard",
+    fine_labels: bool = False,
 ) -> PrepareSummary:
     """Prepare every frame of a raw depthbin folder into ``out_root`` (TorchSSC layout).
 
@@ -239,6 +248,9 @@ def prepare_split(
         progress: show a tqdm progress bar.
         report: called with one line per failed frame as it fails
             (``"NYU0003_0000.bin: <reason>"``); default: ``logging`` at WARNING level.
+        forknet: also write ForkNet's 80x48x80 volumes (``ForkNet/``), with the 36 -> 11 map
+            ``forknet_class_map`` (:mod:`torchssc.prepare.forknet`).
+        fine_labels: also write the 240x144x240 labels (``LabelFine/``, CCPNet-style target).
     Returns:
         a :class:`PrepareSummary`. Failed frames are in ``summary.failed``; nothing is raised
         for them.
@@ -277,6 +289,13 @@ def prepare_split(
         if beyond:
             logger.warning("%s holds %d images; frames %s have no RGB there and will fail", rgb_mat, count, beyond)
 
+    if forknet_class_map not in CLASS_MAPS:
+        raise ValueError(f"forknet_class_map must be one of {CLASS_MAPS}, got {forknet_class_map!r}")
+    extras = ()
+    if forknet:
+        extras += (("forknet", True), ("forknet_class_map", forknet_class_map))
+    if fine_labels:
+        extras += (("fine_labels", True),)
     _check_output_folder(out_root)
     for folder in {path.parent for path in frame_paths(out_root, "0000").values()}:
         for stale in remove_stale_temporaries(folder):
@@ -285,9 +304,8 @@ def prepare_split(
     tasks = []
     for frame_id, bin_path in frames.items():
         kind, path = _rgb_source(frame_id, bin_path, rgb_dir, rgb_mat)
-        tasks.append(
-            _Task(frame_id, bin_path, out_root, kind, path, intrinsics, bool(fine), fine_intrinsics, tie_rule)
-        )
+        tasks.append(_Task(frame_id, bin_path, out_root, kind, path, intrinsics, bool(fine), fine_intrinsics,
+                           tie_rule, extras))
 
     summary = PrepareSummary(
         split=split, split_file=out_root / f"{split}.txt", intrinsics=intrinsics, intrinsics_source=source

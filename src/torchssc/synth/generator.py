@@ -247,10 +247,11 @@ def generate_dataset(
 
 def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, test_fraction: float = 0.2,
                          workers: int = 1, fine: bool = False, prepared: str = "data",
-                         progress: bool = True) -> Path:
+                         progress: bool = True, forknet: bool = False, fine_labels: bool = False) -> Path:
     """Synthetic rooms ready to train on: generate ``frames`` rooms into ``<out>/raw`` (once; see
     :func:`generate_dataset`) and prepare both splits into ``<out>/<prepared>`` exactly as NYU
-    (:func:`torchssc.prepare.runner.prepare_split`, resumable; ``fine`` adds the SSCNet TSDF).
+    (:func:`torchssc.prepare.runner.prepare_split`, resumable; ``fine`` adds the SSCNet TSDF,
+    ``forknet`` ForkNet's volumes, ``fine_labels`` the 240x144x240 labels).
     Returns the prepared root.
 
     Raises:
@@ -273,7 +274,7 @@ def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, 
     root = Path(out) / prepared
     for split in ("train", "test"):
         summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers, fine=fine,
-                                progress=progress)
+                                progress=progress, forknet=forknet, fine_labels=fine_labels)
         if summary.failed:
             raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): {summary.line()}")
     return root
