@@ -94,7 +94,7 @@ def reduce_labels(fine: torch.Tensor, factor: int = DOWNSAMPLE) -> torch.Tensor:
     n_empty, n_out = count(0), count(IGNORE_LABEL)
     per_class = torch.stack([count(c) for c in range(1, _NUM_CLASSES)], dim=-1)  # (B, d, h, w, 11)
     class_label = per_class.argmax(dim=-1).to(torch.uint8) + 1  # first maximum: smallest class id
-    empty_label = torch.where(n_empty > n_out, 0, IGNORE_LABEL).to(torch.uint8)
+    empty_label = torch.where(n_empty >= n_out, 0, IGNORE_LABEL).to(torch.uint8)
     is_empty = (n_empty + n_out) > EMPTY_FRACTION * factor ** 3
     return torch.where(is_empty, empty_label, class_label)
 

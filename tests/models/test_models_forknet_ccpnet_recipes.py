@@ -103,8 +103,8 @@ def _train_and_score(cfg: dict, train: list[dict], test: list[dict], watch: str,
     changed = sum(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert changed > len(before) // 2
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    metrics = score_model(model, test, protocols=["torchssc", "sscnet"], info=info, progress=False)
-    return {p: m.compute() for p, m in metrics.items()}
+    scores = score_model(model, test, protocols=["torchssc", "sscnet"], info=info, progress=False)
+    return {p: m.compute() for p, m in scores.metrics.items()}
 
 
 def _check_scores(scores: dict) -> None:
