@@ -7,7 +7,7 @@ alone and compared with the frame's true camera-to-world pose:
 * height error: estimated minus true camera height above the floor (cm);
 * yaw error: angle between the estimated world x axis and the nearest true room axis (the
   synthetic rooms are axis-aligned in world, so room directions are known modulo 90 degrees);
-* SSC box shift: distance between the box origins (SPEC rule) once the yaw ambiguity is removed.
+* SSC box shift: distance between the box origins (SSCNet's rule, torchssc.geometry) once the yaw ambiguity is removed.
 
     .venv/bin/python benchmarks/bench_pose.py --frames 100 [--noise none]
 """

@@ -1,4 +1,4 @@
-"""Seconds per frame of the raw -> prepared step (SPEC §4), single-threaded.
+"""Seconds per frame of the raw -> prepared step (docs/data.md), single-threaded.
 
 Runs :func:`torchssc.prepare.prepare_depthbin` on the real NYU sample several times (release
 intrinsics: the exact path that reproduces the released files) and prints the median per stage,

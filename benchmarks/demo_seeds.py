@@ -7,7 +7,7 @@ in a fresh spawn process (several at once with ``--parallel``: one GPU holds man
 runs), and scores the last checkpoint on the test rooms under ``torchssc`` and ``sscnet`` with
 two decodings of the same 12-class probabilities:
 
-* ``argmax`` — the protocols' rule (SPEC §7): the most probable of the 12 classes;
+* ``argmax`` — the protocols' rule (docs/evaluation.md): the most probable of the 12 classes;
 * ``occupancy`` — a diagnostic, not a protocol: empty where P(empty) >= 0.5, else the most
   probable of classes 1..11. It separates "the model does not know the hidden free space" from
   "the occupied probability is split over several classes, so empty wins the argmax".

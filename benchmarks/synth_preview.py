@@ -4,7 +4,7 @@
 
 writes ``synth_frame_<id>.png`` (RGB | depth colour-mapped | label grid, oblique view) for a
 few frames and prints the class histogram of the 60x36x60 label grids (after the 36 -> 11
-mapping and SPEC §4.2 downsampling) over ``--frames`` frames as a Markdown table.
+mapping and docs/data.md downsampling) over ``--frames`` frames as a Markdown table.
 """
 
 from __future__ import annotations

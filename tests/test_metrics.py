@@ -126,7 +126,7 @@ def test_empty_state_is_nan_not_an_error():
 # --------------------------------------------------------------------------------------------
 # Naive per-voxel reference.
 def naive_metrics(protocol, pred, label, weight, mapping, vis, no_pixel=NP, c=12):
-    """Loop over every voxel of every scene, straight from the SPEC §7 table."""
+    """Loop over every voxel of every scene, straight from the docs/evaluation.md table."""
     b = pred.shape[0]
     pred, label = pred.reshape(b, -1), label.reshape(b, -1)
     weight, mapping, vis = weight.reshape(b, -1), mapping.reshape(b, -1), vis.reshape(b, -1)

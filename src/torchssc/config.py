@@ -50,7 +50,7 @@ FREE_FORM = ("model.kwargs", "loss.kwargs")
 
 DEFAULTS: dict[str, Any] = {
     "data": {
-        "root": None,  # prepared TorchSSC layout (SPEC §3); relative paths are relative to the cwd
+        "root": None,  # prepared TorchSSC layout (docs/data.md); relative paths are relative to the cwd
         "train_split": "train",  # split list <root>/<train_split>.txt
         "val_split": None,  # a separate split list for periodic validation, or None
         "val_fraction": 0.0,  # else hold out this fraction of train_split (seeded by train.seed)
@@ -93,7 +93,7 @@ DEFAULTS: dict[str, Any] = {
         "progress": True,  # tqdm bar on rank 0
     },
     "eval": {
-        "protocol": "torchssc",  # torchssc | sscnet | all (SPEC §7)
+        "protocol": "torchssc",  # torchssc | sscnet | all (docs/evaluation.md)
         "batch_size": 1,
         "seed": 0,
     },

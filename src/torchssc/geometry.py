@@ -1,4 +1,4 @@
-"""Geometry and class conventions shared by every torchssc module (SPEC §1).
+"""Geometry and class conventions shared by every torchssc module (docs/data.md).
 
 This is the one place the conventions are written down; everything else refers here.
 
@@ -109,7 +109,7 @@ def palette_with_ignore() -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Visibility codes of label-grid voxels (SPEC §4.6), stored in the prepared layout's
+# Visibility codes of label-grid voxels (docs/data.md), stored in the prepared layout's
 # Visibility/ volume and used by the ``sscnet`` evaluation protocol.
 VIS_OUTSIDE_VIEW = 0
 """Projects outside the image or lies behind the camera."""

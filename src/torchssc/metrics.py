@@ -1,4 +1,4 @@
-"""Semantic scene completion metrics under every evaluation protocol in use (SPEC §7).
+"""Semantic scene completion metrics under every evaluation protocol in use (docs/evaluation.md).
 
 Two tasks are scored on the label grid (any grid shape; NYU's is ``(60, 36, 60)``):
 
@@ -33,7 +33,7 @@ Edge cases (documented choices):
   positive and its recall is 0 when it has no occupied ground-truth voxel; its IoU with an empty
   union is 0 / 0 (``NaN`` in MATLAB, which would turn the whole mean into ``NaN``): here such a
   scene is left out of the IoU mean, and ``sc_iou_scenes`` counts the scenes that were averaged.
-* The MATLAB benchmark set label 255 to empty before scoring; the SPEC makes every protocol
+* The MATLAB benchmark set label 255 to empty before scoring; torchssc makes every protocol
   ignore label 255 instead (with the toolkit's visibility volume those voxels are
   ``VIS_OUTSIDE_ROOM`` anyway).
 
@@ -95,7 +95,7 @@ def protocol_masks(
     visibility: torch.Tensor | None = None,
     no_pixel: int = NO_PIXEL_NYU,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The voxels a protocol scores, as boolean masks: the readable definition of SPEC §7.
+    """The voxels a protocol scores, as boolean masks: the readable definition of the protocols (docs/evaluation.md).
 
     :class:`SSCMetrics` selects the same voxels through :func:`scene_histogram` (the tests check
     that both agree); use this function to show or export a protocol's voxel sets.

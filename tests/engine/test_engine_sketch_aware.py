@@ -20,7 +20,7 @@ def test_paper_recipe_optimises_exactly_the_trainable_heads():
         model = build_model(cfg)
     opt = build_optimizer(cfg, model)
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
-    # SPEC §5.1: 4,391,350 trainable parameters; the frozen backbone is not in the optimiser
+    # docs/model.md: 4,391,350 trainable parameters; the frozen backbone is not in the optimiser
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == 4_391_350
     assert all(not p.requires_grad for p in model.parameters() if id(p) not in in_opt)
     decayed, plain = opt.param_groups

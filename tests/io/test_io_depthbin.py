@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,22 +21,16 @@ from torchssc.io.depthbin import (
     write_depth_png,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyu_sample"
-BIN = SAMPLE / "NYU0001_0000.bin"
-PNG = SAMPLE / "NYU0001_0000.png"
-CONSTANT = SAMPLE / "NYU0001_0000_constant.bin"
-
-
 @pytest.fixture(scope="module")
-def sample():
-    return read_depthbin_frame(BIN)
+def sample(nyu_sample):
+    return read_depthbin_frame(nyu_sample / "NYU0001_0000.bin")
 
 
-def test_bin_round_trip_is_byte_identical(sample, tmp_path):
+def test_bin_round_trip_is_byte_identical(sample, nyu_sample, tmp_path):
     raw, _ = sample
     out = tmp_path / "copy.bin"
     write_bin(out, raw.origin, raw.pose, raw.labels)
-    assert out.read_bytes() == BIN.read_bytes()
+    assert out.read_bytes() == (nyu_sample / "NYU0001_0000.bin").read_bytes()
 
 
 def test_sample_header_and_counts(sample):
@@ -83,18 +76,20 @@ def test_sample_axis_order(sample):
     assert 0.15 < fractions[(0, 1, 2)] < 0.2  # the classic bug: [X, Y, Z] axes
 
 
-def test_constant_volume_quirk():
-    raw = read_bin(CONSTANT)
+def test_constant_volume_quirk(nyu_sample):
+    constant = nyu_sample / "NYU0001_0000_constant.bin"
+    raw = read_bin(constant)
     assert raw.labels.shape == g.FINE_SHAPE and not raw.labels.any()
     # its header is a valid frame header (not byte-identical to NYU0001's, despite the README)
     assert raw.origin[2] == pytest.approx(-0.05)
     rot = raw.pose[:3, :3].astype(np.float64)
     np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-4)
-    assert CONSTANT.stat().st_size == 76 + 8
+    assert constant.stat().st_size == 76 + 8
 
 
 def _header():
-    return BIN.read_bytes()[:76]
+    """A depthbin header of our own: origin (3 float32), then an identity pose (16 float32)."""
+    return np.concatenate([[-1.5, 0.9, -0.05], np.eye(4).ravel()]).astype("<f4").tobytes()
 
 
 @pytest.mark.parametrize(
@@ -137,9 +132,9 @@ def test_rle_round_trip_and_quirk_padding():
     np.testing.assert_array_equal(rle_decode(short[:, 0], short[:, 1], flat.size), flat)
 
 
-def test_depth_codec_and_png_round_trip(sample, tmp_path):
+def test_depth_codec_and_png_round_trip(sample, nyu_sample, tmp_path):
     _, depth = sample
-    with Image.open(PNG) as img:
+    with Image.open(nyu_sample / "NYU0001_0000.png") as img:
         raw = np.array(img)
     mm = ((raw.astype(np.uint32) >> 3) | (raw.astype(np.uint32) << 13)) & 0xFFFF
     np.testing.assert_array_equal(decode_depth(raw), (mm / 1000.0).astype(np.float32))

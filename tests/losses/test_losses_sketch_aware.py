@@ -1,4 +1,4 @@
-"""The SketchAwareSSC loss (SPEC §5.3) on a hand-made case, every term computed by hand."""
+"""The SketchAwareSSC loss (docs/model.md) on a hand-made case, every term computed by hand."""
 
 import math
 

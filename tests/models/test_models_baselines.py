@@ -9,15 +9,6 @@ import torch
 from torchssc.geometry import voxel_origin_for_pose
 from torchssc.models import get_model, list_models
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 META = torch.device("meta")
 FULL_COUNTS = {"sscnet": 930_508, "ddrnet": 195_748, "aicnet": 848_108, "vvnet_r120": 5_362_380}
 

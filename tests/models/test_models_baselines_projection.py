@@ -21,15 +21,6 @@ from torchssc.models.projection import (
 
 PRECISIONS = ("float64", "float32")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _scene(seed: int, b: int = 2, h: int = 7, w: int = 9):
     """A tiny random frame batch: camera looking along world +Y, depth 1-4 m with holes."""
     g = torch.Generator().manual_seed(seed)

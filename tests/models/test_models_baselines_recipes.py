@@ -14,15 +14,6 @@ BASELINES = ("sscnet", "ddrnet", "aicnet", "vvnet")
 SMALL_GRID = ["model.kwargs.grid_shape=[16, 8, 16]", "model.kwargs.voxel_size=0.3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _small_batch(model_name: str, out_spatial: tuple[int, int, int], seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     b, (h, w) = 2, (24, 32)

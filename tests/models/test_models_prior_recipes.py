@@ -110,4 +110,4 @@ def test_data_prior_switch_reaches_the_dataset(monkeypatch, value, passed):
     with pytest.raises(ValueError, match="data.prior"):
         load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["data.prior=sometimes"])
     with pytest.raises(ValueError, match="optim.name"):
-        load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["optim.name=adam"])
+        load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["optim.name=rmsprop"])

@@ -13,14 +13,6 @@ from torchssc.models.ddr import Bottleneck3D, EncoderDecoder, dropout_pointwise
 from torchssc.models.sketch_aware import ChunkedBatchNorm3d, SketchCVAE, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and steadier on a shared box); restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 GRID = (8, 4, 8)
 IMAGE = (32, 48)
 SMALL = dict(width=8, backbone="resnet18", stem_channels=4, latent_channels=4, cvae_hidden=4,
@@ -73,7 +65,7 @@ def test_stride1_ddr_block_has_no_resizing_branches():
 
 
 def test_ddr_block_matches_reference_formula():
-    # the block written out with functional convs (SPEC §5.1), stride 2
+    # the block written out with functional convs (docs/model.md), stride 2
     torch.manual_seed(0)
     blk = Bottleneck3D(8, 4, expansion=2, stride=2, dilation=1,
                        downsample=nn.Sequential(nn.AvgPool3d(2), nn.Conv3d(8, 8, 1, bias=False)))

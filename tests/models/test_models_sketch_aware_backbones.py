@@ -11,15 +11,6 @@ from torchssc.models.backbones import (
 from torchssc.models.sketch_aware import count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and steadier on a shared box); restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _original_style_state(net):
     """A state dict keyed like ``resnet50-imagenet.pth`` users have: some BN keys carry the
     ``.bn.`` infix the original loader strips, an ImageNet classifier, and no BN counters."""

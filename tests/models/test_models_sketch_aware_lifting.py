@@ -11,15 +11,6 @@ from _sketch_aware_reference import fill_unmapped, lift_features_naive
 from torchssc.models.lifting import lift_and_fill, lift_features, lift_labels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster (and steadier on a shared box); restored after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _bilinear_loop(feat, v, u, big_h, big_w):
     """align_corners=True bilinear value of feat (C, h, w) at output pixel (v, u), by hand."""
     c, h, w = feat.shape

@@ -43,7 +43,7 @@ def test_fields_shapes_dtypes(frame):
 def test_real_frame_facts(frame):
     label = frame.label
     assert set(np.unique(label).tolist()) <= set(range(12)) | {255}
-    # about half of the grid is weighted (SPEC §4.3), every labelled voxel included
+    # about half of the grid is weighted (docs/data.md), every labelled voxel included
     assert 0.4 < frame.label_weight.mean() < 0.65
     assert frame.label_weight[(label >= 1) & (label <= 11)].all()
     # arr_0 is a mean of values in [-1, 1]; a large occluded region behind the surface

@@ -14,7 +14,7 @@ from torchssc.io.prepared import read_split
 from torchssc.losses.registry import get_loss
 from torchssc.models.registry import get_model
 
-# Modules whose ``weight`` gets weight decay (SPEC §6: conv weights only — linear layers too).
+# Modules whose ``weight`` gets weight decay (docs/training.md: conv weights only — linear layers too).
 DECAYED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
 
 

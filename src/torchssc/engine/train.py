@@ -2,7 +2,7 @@
 ``train_one_epoch``, validation, checkpoint, log row. The same code runs 1 process and N processes
 or nodes under torchrun (see :mod:`torchssc.engine.distributed`).
 
-Recipe semantics (SPEC §6, keys in :mod:`torchssc.config`):
+Recipe semantics (docs/training.md, keys in :mod:`torchssc.config`):
 
 * ``train.global_batch`` frames per iteration IN TOTAL, split evenly over the processes (an error
   when not divisible). Gradients are averaged over processes by DDP (the standard way; the loss is

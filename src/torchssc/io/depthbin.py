@@ -1,4 +1,4 @@
-"""SSCNet "depthbin" raw format (SPEC §2): ``.bin`` label volumes and rotated depth ``.png``.
+"""SSCNet "depthbin" raw format (docs/data.md): ``.bin`` label volumes and rotated depth ``.png``.
 
 ``.bin`` (little-endian, no header): bytes 0-11 ``float32[3]`` voxel origin (world x, y, z);
 bytes 12-75 ``float32[16]`` camera-to-world pose, row-major; then ``uint32`` pairs

@@ -1,4 +1,4 @@
-"""RGB frames from the official NYUv2 labelled set, ``nyu_depth_v2_labeled.mat`` (SPEC §4.7).
+"""RGB frames from the official NYUv2 labelled set, ``nyu_depth_v2_labeled.mat`` (docs/data.md).
 
 The file is MATLAB v7.3, i.e. HDF5. MATLAB's ``images`` array is ``480 x 640 x 3 x 1449``
 (row, column, channel, image) in column-major order; HDF5 stores the dimensions reversed, so

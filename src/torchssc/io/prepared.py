@@ -1,4 +1,4 @@
-"""The prepared "TorchSSC" layout (SPEC §3), read and written.
+"""The prepared "TorchSSC" layout (docs/data.md), read and written.
 
 ::
 

@@ -1,4 +1,4 @@
-"""The public baselines' semantic losses, as named config choices (BASELINES §1.4, §2.6, §4.4).
+"""The public baselines' semantic losses, as named config choices (docs/baselines.md).
 
 Each is called as ``loss(outputs, batch) -> {"total": scalar, "semantic": scalar}`` with
 ``outputs["semantic"]`` ``(B, C, D, H, W)`` logits and ``batch["label"]`` ``(B, D, H, W)`` int64
@@ -67,7 +67,7 @@ def sscnet_sample_weights(
     num_classes: int = 12,
     occluded_below: float = -0.5,
 ) -> torch.Tensor:
-    """SSCNet's per-voxel weights (data balancing, BASELINES §1.4) for a batch.
+    """SSCNet's per-voxel weights (data balancing, docs/baselines.md) for a batch.
 
     Args:
         label: ``(B, ...)`` int64, 0..num_classes-1 or 255.

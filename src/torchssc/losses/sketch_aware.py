@@ -1,4 +1,4 @@
-"""The SketchAwareSSC training loss (SPEC §5.3).
+"""The SketchAwareSSC training loss (docs/model.md).
 
 All terms look only at the voxels with ``label_weight > 0``, flattened over the batch ("the
 selected voxels", ``n`` of them):
@@ -115,7 +115,7 @@ def sketch_aware(
     kl_weight: float = 2.0,
     class_weights: list[float] | None = None,
 ) -> SketchAwareLoss:
-    """The SketchAwareSSC loss of SPEC §5.3 (paper-faithful defaults); see :class:`SketchAwareLoss`."""
+    """The SketchAwareSSC loss of docs/model.md (paper-faithful defaults); see :class:`SketchAwareLoss`."""
     return SketchAwareLoss(
         semantic_reduction=semantic_reduction, sketch_raw_weight=sketch_raw_weight,
         sketch_posterior_weight=sketch_posterior_weight, sketch_prior_weight=sketch_prior_weight,

@@ -1,4 +1,4 @@
-"""2D backbones of SketchAwareSSC stage 2 and their weight loading (SPEC §5.1).
+"""2D backbones of SketchAwareSSC stage 2 and their weight loading (docs/model.md).
 
 Every backbone maps ``rgb (B, 3, H, W)`` (ImageNet-normalised float) to one feature map
 ``(B, out_channels, ceil(H/16), ceil(W/16))`` (output stride 16) and has an ``out_channels``

@@ -1,7 +1,7 @@
-"""SSCNet (Song et al., CVPR 2017), as the Caffe ``deploy_net_nyu.txt`` defines it (BASELINES §1).
+"""SSCNet (Song et al., CVPR 2017), as the Caffe ``deploy_net_nyu.txt`` defines it (docs/baselines.md).
 
 Input: ``batch["tsdf_fine"]`` ``(B, 1, S0, S1, S2)`` float32, the flipped TSDF (surface 1,
-free/unknown 0.001, occluded -0.001; SPEC §4.1) at 0.02 m, full size ``(240, 144, 240)`` in the
+free/unknown 0.001, occluded -0.001; docs/data.md) at 0.02 m, full size ``(240, 144, 240)`` in the
 geometry axis order (X, Z-up, Y). Each dim must be divisible by 4.
 Output: ``{"semantic": (B, num_classes, S0/4, S1/4, S2/4)}`` logits (softmax only in loss/eval).
 
@@ -45,7 +45,7 @@ def _conv(c_in: int, c_out: int, k: int, *, stride: int = 1, dilation: int = 1, 
 
 
 class SSCNet(nn.Module):
-    """SSCNet, layer for layer (BASELINES §1.2); see the module docstring for inputs/outputs.
+    """SSCNet, layer for layer (docs/baselines.md); see the module docstring for inputs/outputs.
 
     Args:
         num_classes: output classes (12 for NYU: empty + 11).

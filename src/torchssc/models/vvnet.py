@@ -1,4 +1,4 @@
-"""VVNetR-120 (Guo & Tong, IJCAI 2018; code class ``VVNetAE120``), BASELINES §4.
+"""VVNetR-120 (Guo & Tong, IJCAI 2018; code class ``VVNetAE120``), docs/baselines.md
 
 Inputs (batch keys):
     ``depth`` ``(B, 1, H, W)`` metres (0 = missing), ``pose`` ``(B, 4, 4)``, ``origin`` ``(B, 3)``,
@@ -17,7 +17,7 @@ normalisation down to S/8, a stride-2 transposed conv back to S/2 and SSCNet's 1
 Port notes (the original is TF 1.3 ``tf.contrib.layers``): convs use symmetric padding (TF
 ``SAME`` is identical for stride-1 odd kernels); the transposed conv uses ``padding=1,
 output_padding=1`` (TF's ``SAME`` crop is one voxel off from this at the low end, a half-voxel
-shift of the 60-res output like the one BASELINES §1.6 notes for SSCNet*); BatchNorm with
+shift of the 60-res output like the one docs/baselines.md notes for SSCNet*); BatchNorm with
 ``eps=1e-3`` and running-average decay 0.999 as the TF defaults; weights Glorot-uniform
 (``xavier_uniform_``), biases 0, as the TF layer defaults.
 """
@@ -74,7 +74,7 @@ class ResBlock3d(nn.Module):
 
 
 class VVNetR120(nn.Module):
-    """VVNetR-120 (BASELINES §4.3); inputs and outputs in the module docstring.
+    """VVNetR-120 (docs/baselines.md); inputs and outputs in the module docstring.
 
     Args:
         num_classes: output classes.

@@ -1,6 +1,6 @@
 """Camera pose from a single depth image: gravity, floor height and room directions.
 
-For a user's own frame there is no ``.bin`` with a pose. The SSC box (SPEC §1) needs a
+For a user's own frame there is no ``.bin`` with a pose. The SSC box (docs/data.md) needs a
 gravity-aligned world with the floor at z = 0, so we estimate
 
 1. **gravity** (the floor normal) by RANSAC over the points whose surface normal is within

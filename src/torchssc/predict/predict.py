@@ -1,7 +1,7 @@
 """Run a trained model on one RGB-D frame of your own.
 
 Steps: read the depth (and RGB) → pose from a file or :func:`torchssc.predict.pose.estimate_pose`
-→ the SPEC box origin (:func:`torchssc.geometry.voxel_origin_for_pose`) → the model's inputs by
+→ the SSC box origin (:func:`torchssc.geometry.voxel_origin_for_pose`) → the model's inputs by
 the same preparation code as the datasets (fine TSDF → 60-grid TSDF mean, voxel→pixel mapping)
 → the model → a ``(60, 36, 60)`` label volume.
 """

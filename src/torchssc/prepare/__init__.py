@@ -1,4 +1,4 @@
-"""Raw -> prepared data (SPEC §4): fine TSDF, downsampling, label_weight, mapping, sketch,
+"""Raw -> prepared data (docs/data.md): fine TSDF, downsampling, label_weight, mapping, sketch,
 visibility, and :func:`prepare_frame` / :func:`prepare_depthbin` that run them all."""
 
 from torchssc.prepare.pipeline import prepare_depthbin, prepare_frame

@@ -1,4 +1,4 @@
-"""Fine (240x144x240) -> label grid (60x36x60) downsampling of labels and TSDF (SPEC §4.2).
+"""Fine (240x144x240) -> label grid (60x36x60) downsampling of labels and TSDF (docs/data.md).
 
 Labels are first mapped 36 -> 11 (as :func:`torchssc.geometry.map_36_to_11`), then each 4x4x4
 block gets one label:

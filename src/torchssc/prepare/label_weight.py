@@ -1,4 +1,4 @@
-"""label_weight: the voxels the loss and the metrics look at (SPEC §4.3).
+"""label_weight: the voxels the loss and the metrics look at (docs/data.md).
 
 1 where the label-grid label is a class (1..11), or where the downsampled TorchSSC TSDF is
 < -0.5 (occluded), whatever the label there (255 included); 0 elsewhere. Deterministic: unlike

@@ -1,4 +1,4 @@
-"""Voxel -> pixel mapping of the label grid (SPEC §4.4).
+"""Voxel -> pixel mapping of the label grid (docs/data.md).
 
 For every label-grid voxel, the flat pixel index ``v * W + u`` of a pixel whose back-projected
 depth point falls in it — the **largest** such index when several do — and ``W * H`` where none

@@ -1,4 +1,4 @@
-"""Raw depthbin frame -> prepared TorchSSC frame (SPEC §4), all stages in one call.
+"""Raw depthbin frame -> prepared TorchSSC frame (docs/data.md), all stages in one call.
 
 Stages: fine TSDF (:mod:`.tsdf`), 36->11 label downsampling and TSDF mean (:mod:`.downsample`),
 label_weight (:mod:`.label_weight`), voxel->pixel mapping (:mod:`.mapping`), sketch

@@ -1,4 +1,4 @@
-"""Sketch ground truth: the paper's 3D sketch of the label grid (SPEC §4.5).
+"""Sketch ground truth: the paper's 3D sketch of the label grid (docs/data.md).
 
 On the label grid with 255 set to 0, correlate (zero padding) with three 3x3x3 kernels, each the
 outer product of a derivative ``(1, 0, -1)`` along one axis, a smoothing ``(1, 2, 1)`` along a

@@ -1,4 +1,4 @@
-"""Fine-grid TSDF from one depth image: SSCNet's algorithm (SPEC §4.1), exact and vectorised.
+"""Fine-grid TSDF from one depth image: SSCNet's algorithm (docs/data.md), exact and vectorised.
 
 Definition (grid axes and corner convention as in :mod:`torchssc.geometry`):
 

@@ -1,4 +1,4 @@
-"""Visibility volume of the label grid (SPEC §4.6), for the SSCNet evaluation protocol.
+"""Visibility volume of the label grid (docs/data.md), for the SSCNet evaluation protocol.
 
 Each fine voxel falls in one category (from :class:`torchssc.prepare.tsdf.FineTSDF`):
 

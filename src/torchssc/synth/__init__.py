@@ -1,4 +1,4 @@
-"""Seeded procedural indoor rooms in the raw depthbin format plus RGB (SPEC §8).
+"""Seeded procedural indoor rooms in the raw depthbin format plus RGB (docs/synthetic.md).
 
 See ``docs/synthetic.md``. Modules: :mod:`~torchssc.synth.scene` (boxes), ``furniture``,
 ``rooms`` (layout and camera), ``raycast`` (depth), ``render`` (RGB, Kinect noise),

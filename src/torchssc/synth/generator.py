@@ -1,4 +1,4 @@
-"""Synthetic frames and datasets in the raw depthbin format plus RGB (SPEC §2, §8).
+"""Synthetic frames and datasets in the raw depthbin format plus RGB (docs/data.md, §8).
 
 One frame: :func:`generate_frame` draws a room (:mod:`~torchssc.synth.rooms`), ray casts its depth
 (:mod:`~torchssc.synth.raycast`), shades its RGB and optionally corrupts the depth

@@ -5,7 +5,7 @@ objects) is a box ``{p : |Rz(-yaw) (p - center)| <= half}`` in world coordinates
 z up, floor at z = 0, see :mod:`torchssc.geometry`). Boxes only rotate about the world z axis
 (yaw), which keeps the ray caster and the voxeliser exact and cheap.
 
-Raw label ids are NYU36 ids (SPEC §1); :data:`RAW` names the ones the generator uses, each
+Raw label ids are NYU36 ids (docs/data.md); :data:`RAW` names the ones the generator uses, each
 mapping through :data:`torchssc.geometry.NYU36_TO_11` to the class in its name.
 """
 

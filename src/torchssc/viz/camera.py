@@ -1,6 +1,6 @@
 """Cameras for the renders: the frame's own pinhole camera, a 3/4 view from above, a top-down map.
 
-Cameras use the SPEC's pinhole convention (x right, y down, z forward; pixel ``(u, v)`` is
+Cameras use torchssc.geometry's pinhole convention (x right, y down, z forward; pixel ``(u, v)`` is
 centred on integer coordinates, as in :func:`torchssc.geometry.project`), or an orthographic
 projection for maps. Positions and bounds are world (x, y, z) metres.
 """
@@ -71,7 +71,7 @@ class Camera:
 def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """``(3, 3)`` world-from-camera rotation of a camera at ``eye`` looking at ``target``.
 
-    Camera axes follow the SPEC (x right, y down, z forward); ``up`` (world) appears upwards in
+    Camera axes follow torchssc.geometry (x right, y down, z forward); ``up`` (world) appears upwards in
     the image. Raises ``ValueError`` when the view direction is parallel to ``up``.
     """
     eye, target, up = (np.asarray(x, dtype=np.float64) for x in (eye, target, up))

@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(36 when a value 12..36 occurs)")
     parser.add_argument("--key", default=None, help="array name inside an .npz (default: its only array or arr_0)")
     parser.add_argument("--downsample", action="store_true",
-                        help="reduce 240x144x240 volumes to 60x36x60 (SPEC §4.2 rule) before showing them")
+                        help="reduce 240x144x240 volumes to 60x36x60 (docs/data.md rule) before showing them")
     parser.add_argument("--class-boundaries", action="store_true",
                         help="meshes keep the faces between occupied voxels of different classes")
     parser.add_argument("--meta", metavar="FILE", default=None,

@@ -24,7 +24,7 @@ FORMATS = ("png", "ply", "glb", "html")
 
 
 def downsample_volume(volume: Volume) -> Volume:
-    """A fine (e.g. 240x144x240) volume reduced 4x per axis with the SPEC §4.2 label rule."""
+    """A fine (e.g. 240x144x240) volume reduced 4x per axis with the docs/data.md label rule."""
     from torchssc.prepare.downsample import downsample_labels
 
     if any(s % 4 for s in volume.labels.shape):

@@ -8,7 +8,7 @@ Sources:
   and fine grids (:data:`~torchssc.geometry.LABEL_SHAPE`, :data:`~torchssc.geometry.FINE_SHAPE`),
   other sizes must already be 3-D. A ``(12, D, H, W)`` (or ``(1, 12, D, H, W)``) array is taken as
   class scores and reduced by argmax.
-* raw depthbin ``.bin`` files (SPEC §2): 240x144x240 NYU36 labels, always mapped 36 -> 11, with
+* raw depthbin ``.bin`` files (docs/data.md): 240x144x240 NYU36 labels, always mapped 36 -> 11, with
   their pose and origin.
 * a prepared frame (:func:`load_prepared`): label, label_weight, pose, origin, intrinsics.
 
