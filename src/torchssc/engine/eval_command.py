@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="torchssc | sscnet | all (MonoScene) | a comma list | every (default: the recipe's eval.protocol)",
     )
-    parser.add_argument("--split", default="test", help="split list of data.root to evaluate (default: test)")
+    parser.add_argument("--split", default="test",
+                        help="split list of data.root to evaluate, or a comma list of scene ids such as "
+                             "0001,0002 (default: test)")
     parser.add_argument("--save", default=None, metavar="DIR", help="save DIR/results/<id>.npy and results_sketch/<id>.npy")
     parser.add_argument("--out", default=None, metavar="DIR", help="report folder (default: <run folder>/eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,6 +56,14 @@ def resolve_run(run_or_config: str | os.PathLike, overrides: list[str]) -> tuple
     return cfg, run_dir(cfg)
 
 
+def parse_split(text: str) -> str | list[str]:
+    """A split name (``"test"``), or a comma list of scene ids (``"0001,0002"``) as a list."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if len(parts) > 1 or (parts and parts[0].isdigit()):
+        return parts
+    return str(text)
+
+
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, record_title, run_checkpoints
     from torchssc.engine.logs import setup_logging
@@ -61,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging()
     cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
+    split = parse_split(args.split)
     protocols = parse_protocols(args.protocol if args.protocol is not None else cfg["eval"]["protocol"])
     checkpoints = run_checkpoints(args.checkpoints, folder)
     out_dir = Path(args.out) if args.out else folder / "eval"
@@ -68,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         checkpoints,
         protocols=protocols,
-        split=args.split,
+        split=split,
         out_dir=out_dir,
         save_dir=args.save,
         progress=not args.no_progress,
