@@ -35,3 +35,36 @@ class ConstantSSC(nn.Module):
         semantic = torch.zeros(b, self.num_classes, d, h, w, device=tsdf.device)
         semantic[:, self.value] = 1.0
         return {"semantic": semantic}
+
+
+PRIOR13_TO_CLASSES = (0, 6, 11, 1, 5, 2, 10, 11, 11, 7, 8, 9, 3, 4)
+"""The NYU-13 ids of the 2D prior (void, bed, books, ceiling, chair, floor, furniture, objects,
+picture, sofa, table, tv, wall, window) -> the 12 SSC labels: void -> empty; books, picture and
+objects -> objects; each other class to its namesake."""
+
+
+class LiftedPrior(nn.Module):
+    """The 2D semantic prior alone: every voxel with a pixel takes that pixel's prior class
+    (:data:`PRIOR13_TO_CLASSES`), every other voxel is empty. No learning, no completion.
+
+    Inputs: ``batch["prior"]`` ``(B, H, W)`` NYU-13 ids 0..13, ``batch["mapping"]`` ``(B, N)``
+    flat pixel index per voxel (``H * W`` = none), ``batch["tsdf"]`` ``(B, 1, D, H, W)`` for the
+    grid's shape. Output: ``{"semantic": (B, 12, D, H, W)}`` one-hot logits.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("lut", torch.tensor(PRIOR13_TO_CLASSES, dtype=torch.int64), persistent=False)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        prior, mapping, tsdf = batch["prior"], batch["mapping"], batch["tsdf"]
+        b, _, d, h, w = tsdf.shape
+        pixels = prior.reshape(b, -1)  # (B, H*W)
+        if mapping.shape != (b, d * h * w):
+            raise ValueError(f"mapping must be (B, {d * h * w}), got {tuple(mapping.shape)}")
+        mapped = (mapping >= 0) & (mapping < pixels.shape[1])
+        ids = torch.gather(pixels, 1, torch.where(mapped, mapping, 0).long())  # (B, N)
+        classes = torch.where(mapped, self.lut.to(ids.device)[ids.clamp(0, len(PRIOR13_TO_CLASSES) - 1)], 0)
+        semantic = torch.zeros(b, NUM_CLASSES, d * h * w, device=tsdf.device)
+        semantic.scatter_(1, classes[:, None], 1.0)
+        return {"semantic": semantic.reshape(b, NUM_CLASSES, d, h, w)}
