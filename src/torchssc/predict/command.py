@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
     parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
+    parser.add_argument("--prior", help="2D semantic prior: an 8-bit PNG of NYU-13 ids 0..13 of the same size "
+                        "(needed by the prior models, e.g. sketch_aware_ssc_prior, unet3d_prior)")
     parser.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers "
                         "(default: estimate gravity, floor height and room directions from the depth)")
     parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
     fine = bool(state["config"].get("data", {}).get("fine", False))
     batch, pose, origin, how = prepare_inputs(
-        args.depth, rgb_path=args.rgb, pose_path=args.pose, intrinsics=args.intrinsics,
+        args.depth, rgb_path=args.rgb, prior_path=args.prior, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,
     )
     print(how)

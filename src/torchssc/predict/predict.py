@@ -18,7 +18,7 @@ import torch.nn as nn
 from torchssc.data.dataset import normalize_rgb
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, check_pose, voxel_origin_for_pose
 from torchssc.io.depthbin import decode_depth, read_bin, read_png16
-from torchssc.io.prepared import read_rgb
+from torchssc.io.prepared import read_prior, read_rgb
 from torchssc.prepare.downsample import downsample_mean
 from torchssc.prepare.mapping import voxel_pixel_mapping
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
@@ -128,16 +128,19 @@ def frame_batch(
     *,
     intrinsics: Intrinsics = NYU_INTRINSICS,
     rgb: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
     fine: bool = False,
 ) -> dict[str, torch.Tensor]:
     """A batch of one frame with the keys of :class:`torchssc.data.SSCDataset` (no labels).
 
     Args:
         depth: ``(H, W)`` metres. pose: ``(4, 4)`` camera-to-world. origin: ``(3,)`` grid corner.
-        rgb: ``(H, W, 3) uint8`` or None. fine: also compute SSCNet's flipped fine TSDF.
+        rgb: ``(H, W, 3) uint8`` or None. prior: ``(H, W)`` NYU-13 ids 0..13 (the 2D semantic
+            prior) or None. fine: also compute SSCNet's flipped fine TSDF.
     Returns:
-        ``tsdf (1, 1, 60, 36, 60)``, ``mapping (1, 129600)``, ``depth (1, 1, H, W)``, ``pose``,
-        ``origin``, ``intrinsics``, and ``rgb (1, 3, H, W)`` / ``tsdf_fine`` when available.
+        ``tsdf (1, 1, 60, 36, 60)``, ``mapping (1, 129600)`` (built from the depth),
+        ``depth (1, 1, H, W)``, ``pose``, ``origin``, ``intrinsics``, and ``rgb (1, 3, H, W)`` /
+        ``prior (1, H, W)`` / ``tsdf_fine`` when available.
     """
     depth = np.asarray(depth, dtype=np.float32)
     hits = depth_hits(depth, pose, origin, intrinsics=intrinsics, voxel=FINE_VOXEL, shape=FINE_SHAPE)
@@ -154,6 +157,8 @@ def frame_batch(
     }
     if rgb is not None:
         batch["rgb"] = normalize_rgb(rgb)[None]
+    if prior is not None:
+        batch["prior"] = torch.from_numpy(np.asarray(prior).astype(np.int64))[None]
     if fine:
         batch["tsdf_fine"] = torch.from_numpy(fine_tsdf.sscnet_input())[None, None]
     return batch
@@ -175,6 +180,7 @@ def prepare_inputs(
     depth_path: str | os.PathLike,
     *,
     rgb_path: str | os.PathLike | None = None,
+    prior_path: str | os.PathLike | None = None,
     pose_path: str | os.PathLike | None = None,
     intrinsics: Intrinsics = NYU_INTRINSICS,
     depth_encoding: str = "auto",
@@ -182,6 +188,9 @@ def prepare_inputs(
     seed: int = 0,
 ) -> tuple[dict, np.ndarray, np.ndarray, str]:
     """Read a frame, find its pose and build the model batch.
+
+    ``prior_path``: an 8-bit PNG of NYU-13 ids 0..13 (the 2D semantic prior of the prior
+    models), the depth image's size; it is lifted through the mapping built from the depth.
 
     Returns:
         ``(batch, pose, origin, how)`` where ``how`` says where the pose came from.
@@ -195,6 +204,7 @@ def prepare_inputs(
         rgb = read_rgb(rgb_path)
         if rgb.shape[:2] != size:
             raise ValueError(f"{rgb_path}: RGB is {rgb.shape[1]}x{rgb.shape[0]}, expected {size[1]}x{size[0]}")
+    prior = read_prior(prior_path, size) if prior_path is not None else None
     origin = None
     if pose_path is not None:
         pose, origin = read_pose(pose_path)
@@ -206,4 +216,5 @@ def prepare_inputs(
                f"({est.floor_inliers} floor points), wall-direction confidence {est.yaw_confidence:.2f}")
     if origin is None:
         origin = voxel_origin_for_pose(pose)
-    return frame_batch(depth, pose, origin, intrinsics=intrinsics, rgb=rgb, fine=fine), pose, origin, how
+    batch = frame_batch(depth, pose, origin, intrinsics=intrinsics, rgb=rgb, prior=prior, fine=fine)
+    return batch, pose, origin, how
