@@ -83,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta", metavar="FILE", default=None,
                         help="an .npz with pose (4x4), origin (3) and optionally intrinsics (6), e.g. "
                              "a prepared Meta/<id>.npz, for volumes that carry none")
+    parser.add_argument("--prior", metavar="PNG", default=None,
+                        help="a 2D semantic prior (8-bit NYU-13 ids) of your own frame, lifted into the grid "
+                             "through the mapping built from --depth (and --pose, else estimated) and shown "
+                             "beside the other volume")
+    parser.add_argument("--depth", metavar="PNG", default=None, help="the frame's depth, for --prior")
+    parser.add_argument("--pose", metavar="FILE", default=None,
+                        help="the frame's camera-to-world pose, for --prior (e.g. predict's <name>_pose.txt)")
     parser.add_argument("--intrinsics", default=None, metavar="FX,FY,CX,CY[,W,H]",
                         help="camera intrinsics (default: the frame's, else NYU's)")
 
@@ -101,6 +108,26 @@ def _read_meta(path: str) -> dict:
     return meta
 
 
+def lifted_prior_volume(args: argparse.Namespace):
+    """The ``--prior`` PNG lifted into the label grid of the frame of ``--depth`` (and ``--pose``,
+    else the estimated pose): each voxel holding a depth point takes its pixel's class
+    (:class:`torchssc.models.constant.LiftedPrior`), the rest is empty."""
+    from torchssc.geometry import LABEL_VOXEL, NYU_INTRINSICS
+    from torchssc.models.constant import LiftedPrior
+    from torchssc.predict.predict import prepare_inputs
+    from torchssc.viz.export import LIFTED_PRIOR
+    from torchssc.viz.volumes import Volume
+
+    if args.depth is None:
+        raise ValueError("--prior needs --depth (the mapping is built from the frame's depth)")
+    intrinsics = Intrinsics.parse(args.intrinsics) if args.intrinsics else NYU_INTRINSICS
+    batch, pose, origin, _ = prepare_inputs(args.depth, prior_path=args.prior, pose_path=args.pose,
+                                            intrinsics=intrinsics)
+    labels = LiftedPrior()(batch)["semantic"].argmax(1)[0].numpy().astype(np.uint8)
+    return Volume(labels=labels, voxel=LABEL_VOXEL, origin=origin, pose=pose, intrinsics=intrinsics,
+                  name=LIFTED_PRIOR)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key)
@@ -117,8 +144,13 @@ def run(args: argparse.Namespace) -> int:
         if args.gt is not None:
             given = load_volume(args.gt, classes=args.classes, key=args.key)
             gt = given if gt is None else replace(gt, labels=given.labels, voxel=given.voxel)
+        if args.prior is not None:
+            prior = lifted_prior_volume(args)
+            if pred is not None and gt is not None:
+                raise ValueError("--prior is shown beside one other volume: drop --gt/--prepared or VOLUME")
+            gt, pred = (prior, pred) if pred is not None else (gt, prior)
         if gt is None and pred is None:
-            raise ValueError("nothing to show: give a VOLUME, --gt, or --prepared with --id")
+            raise ValueError("nothing to show: give a VOLUME, --gt, --prepared with --id, or --prior")
         extra = _read_meta(args.meta) if args.meta else {}
         if args.intrinsics:
             extra["intrinsics"] = Intrinsics.parse(args.intrinsics)

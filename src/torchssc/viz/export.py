@@ -122,6 +122,10 @@ def export_scene(
 
 
 def _title(tag: str, volume: Volume, count: int) -> str:
-    if count == 1:
+    if count == 1 or volume.name == LIFTED_PRIOR:
         return volume.name
     return {"gt": "ground truth", "pred": "prediction"}[tag]
+
+
+LIFTED_PRIOR = "lifted 2D prior"
+"""Name (and panel title) of the volume ``torchssc viz --prior`` makes from a 2D prior."""
