@@ -290,3 +290,22 @@ def test_two_process_eval_equals_single_process(tmp_path):
             assert g["sc_precision"] == pytest.approx(w["sc_precision"], rel=1e-12)
     # every frame predicted by one of the ranks
     assert sorted(p.name for p in (tmp_path / "saved" / "results").iterdir()) == [f"{i}.npy" for i in IDS]
+
+
+def test_best_checkpoint_is_chosen_on_validation(tmp_path):
+    import json
+
+    from torchssc.engine.evaluate import best_checkpoint, run_checkpoints
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    for epoch in (1, 2, 3):
+        (folder / "checkpoints" / f"epoch_{epoch:04d}.pt").write_bytes(b"x")
+    rows = [{"epoch": 1, "val": {"ssc_miou": 0.30}}, {"epoch": 2, "val": {"ssc_miou": 0.41}},
+            {"epoch": 3, "val": {"ssc_miou": 0.39}}, {"epoch": 4, "val": {"ssc_miou": 0.99}}]  # 4: no file
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_checkpoints("best", folder) == [folder / "checkpoints" / "epoch_0002.pt"]
+    assert run_checkpoints("best,3", folder)[1].name == "epoch_0003.pt"
+    (folder / "log.jsonl").write_text(json.dumps({"epoch": 1}) + "\n")  # no validation recorded
+    with pytest.raises(FileNotFoundError, match="no validated epoch"):
+        best_checkpoint(folder, {1: folder / "checkpoints" / "epoch_0001.pt"})

@@ -135,6 +135,10 @@ def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch):
     assert rows[0]["val"]["semantic_ce"] > 0
     assert rows[0]["val"]["protocol"] == "torchssc" and 0 <= rows[0]["val"]["ssc_miou"] <= 1
     assert sorted(list_checkpoints(run)) == [1, 2]
+    from torchssc.engine.builders import split_train_val
+
+    held_out = (run / "val_ids.txt").read_text().split()  # the validation scenes, listed
+    assert held_out == split_train_val(saved)[1] and len(held_out) > 0
     ck = load_checkpoint(run / "checkpoints" / "epoch_0002.pt")
     assert ck["config"] == saved and ck["epoch"] == 2 and ck["iteration"] == 4
     for key in ("model", "optimizer", "scheduler", "scaler", "rng", "format_version"):

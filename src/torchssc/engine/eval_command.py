@@ -1,8 +1,8 @@
 """``torchssc eval RUN_OR_CONFIG --checkpoints SPEC [--protocol P] [--split S] [--save DIR] [key=value ...]``.
 
 RUN_OR_CONFIG is a run folder (its ``config.yaml`` is read) or a YAML recipe (its run folder is
-``<run.dir>/<run.name>``). ``--checkpoints``: ``200-250``, ``250``, ``last``, ``all``, a checkpoint
-file, or a comma list of those. ``--protocol``: ``torchssc`` (default), ``sscnet``, ``all`` (the
+``<run.dir>/<run.name>``). ``--checkpoints``: ``200-250``, ``250``, ``last``, ``best`` (the epoch with the highest validation
+mIoU recorded in ``log.jsonl``), ``all``, a checkpoint file, or a comma list of those. ``--protocol``: ``torchssc`` (default), ``sscnet``, ``all`` (the
 MonoScene protocol), a comma list such as ``torchssc,all``, or ``every`` for the three.
 Reports go to ``<run folder>/eval/<checkpoint stem>_<protocol>.json`` and ``.md`` (``--out``
 to change). Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoints",
         default="last",
         metavar="SPEC",
-        help="epochs A-B (inclusive), N, last, all, a checkpoint path, or a comma list (default: last)",
+        help="epochs A-B (inclusive), N, last, best (highest validation mIoU in log.jsonl), all, a checkpoint "
+             "path, or a comma list (default: last)",
     )
     parser.add_argument(
         "--protocol",

@@ -85,19 +85,22 @@ def parse_protocols(text: str) -> list[str]:
     return names
 
 
-def select_checkpoints(spec: str, available: dict[int, Path], last: Path | None = None) -> list[Path]:
+def select_checkpoints(
+    spec: str, available: dict[int, Path], last: Path | None = None, best: Path | None = None
+) -> list[Path]:
     """The checkpoint files a ``--checkpoints`` value names.
 
     Args:
         spec: comma-separated items, each one of
             ``A-B`` (every available epoch in ``A..B``, inclusive; at least one must exist),
             ``N`` (epoch ``N``, which must exist), ``last`` (``last``, see below), ``all`` (every
-            epoch file), or the path of a checkpoint file (anything containing ``/`` or ending
-            in ``.pt``, which must exist).
+            epoch file), ``best`` (``best``, see below), or the path of a checkpoint file
+            (anything containing ``/`` or ending in ``.pt``, which must exist).
         available: ``{epoch: path}`` of the run's epoch files
             (:func:`torchssc.engine.checkpoint.list_checkpoints`).
         last: the run's latest checkpoint (``last.pt``, else the highest epoch file;
             :func:`torchssc.engine.checkpoint.find_last_checkpoint`), or ``None``.
+        best: the checkpoint chosen on validation (:func:`best_checkpoint`), or ``None``.
     Returns:
         Paths in the order named (ranges and ``all`` in epoch order), without repeats.
     Raises:
@@ -125,6 +128,10 @@ def select_checkpoints(spec: str, available: dict[int, Path], last: Path | None 
             if last is None:
                 raise FileNotFoundError("--checkpoints last: the run has no checkpoint")
             add(Path(last))
+        elif item == "best":
+            if best is None:
+                raise FileNotFoundError("--checkpoints best: no checkpoint chosen on validation")
+            add(Path(best))
         elif match:
             lo, hi = int(match.group(1)), int(match.group(2))
             if lo > hi:
@@ -146,7 +153,7 @@ def select_checkpoints(spec: str, available: dict[int, Path], last: Path | None 
             add(path)
         else:
             raise ValueError(
-                f"--checkpoints {item!r}: expected A-B, N, last, all or a checkpoint path (comma-separated)"
+                f"--checkpoints {item!r}: expected A-B, N, last, best, all or a checkpoint path (comma-separated)"
             )
     return out
 
@@ -155,7 +162,35 @@ def run_checkpoints(spec: str, run_dir: str | Path | None) -> list[Path]:
     """:func:`select_checkpoints` over the files of ``run_dir`` (``None``: paths only)."""
     if run_dir is None:
         return select_checkpoints(spec, {}, None)
-    return select_checkpoints(spec, list_checkpoints(run_dir), find_last_checkpoint(run_dir))
+    available = list_checkpoints(run_dir)
+    best = best_checkpoint(run_dir, available) if "best" in str(spec).split(",") else None
+    return select_checkpoints(spec, available, find_last_checkpoint(run_dir), best=best)
+
+
+def best_checkpoint(run_dir: str | Path, available: dict[int, Path]) -> Path:
+    """The epoch checkpoint with the highest validation SSC mIoU in ``<run_dir>/log.jsonl`` (the
+    validation rows written during training; ties go to the earlier epoch).
+
+    Raises:
+        FileNotFoundError: no log, or no validated epoch that has a checkpoint.
+    """
+    import json
+
+    log = Path(run_dir) / "log.jsonl"
+    if not log.is_file():
+        raise FileNotFoundError(f"--checkpoints best: {log} does not exist (no validation recorded)")
+    scored = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        miou = (row.get("val") or {}).get("ssc_miou")
+        if miou is not None and row.get("epoch") in available:
+            scored[int(row["epoch"])] = float(miou)  # a resumed epoch's later row wins
+    if not scored:
+        raise FileNotFoundError(f"--checkpoints best: {log} has no validated epoch with a checkpoint")
+    epoch = max(sorted(scored), key=lambda e: scored[e])
+    logger.info("best checkpoint on validation: epoch %d (SSC mIoU %.4f) of %s", epoch, scored[epoch],
+                ", ".join(f"{e}: {scored[e]:.4f}" for e in sorted(scored)))
+    return available[epoch]
 
 
 def frame_seed(seed: int, index: int) -> int:

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from torchssc.config import run_dir, save_config
+from torchssc.io.prepared import write_split
 from torchssc.engine.builders import (
     build_dataset,
     build_loss,
@@ -231,6 +232,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     t = cfg["train"]
     out, ckpt_file, ckpt = _start_run(cfg, info, resume)
     train_split, val_split = split_train_val(cfg)
+    if info.is_main and isinstance(val_split, list):  # the held-out scenes, for the record
+        write_split(out, "val_ids", val_split)
     train_set = build_dataset(cfg, train_split)
     iters_per_epoch = resolve_iters_per_epoch(cfg, len(train_set))
     total_iters = t["epochs"] * iters_per_epoch
