@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, voxel_origin_for_pose
-from torchssc.io.depthbin import write_bin, write_depth_png, write_intrinsics_file
+from torchssc.io.depthbin import read_intrinsics_file, write_bin, write_depth_png, write_intrinsics_file
 from torchssc.io.prepared import write_rgb, write_split
 from torchssc.synth.raycast import raycast, surface_frames
 from torchssc.synth.render import NOISE_MODES, kinect_noise, shade
@@ -273,8 +273,10 @@ def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, 
         generate_dataset(raw, frames, seed=seed, test_fraction=test_fraction, workers=workers, progress=progress)
     root = Path(out) / prepared
     for split in ("train", "test"):
+        # the rooms' camera: recorded beside them (rooms generated before it was recorded used NYU's)
+        intrinsics = read_intrinsics_file(raw / f"NYU{split}") or NYU_INTRINSICS
         summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers, fine=fine,
-                                progress=progress, forknet=forknet, fine_labels=fine_labels)
+                                intrinsics=intrinsics, progress=progress, forknet=forknet, fine_labels=fine_labels)
         if summary.failed:
             raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): {summary.line()}")
     return root
