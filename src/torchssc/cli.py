@@ -66,9 +66,11 @@ def one_line(exc: BaseException) -> str:
 
     An error re-raised by a ``DataLoader`` worker carries the worker's traceback in its message;
     its last line is the original message. Other multi-line messages (YAML errors) are joined
-    with spaces. Very long messages are cut to :data:`MAX_MESSAGE` characters.
+    with spaces; an ``OSError`` shows its message and file without ``[Errno N]``. Very long messages are cut to :data:`MAX_MESSAGE` characters.
     """
     text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:  # "[Errno 28] ..." -> the message and the file
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if "Original Traceback" in text and lines:
         text = re.sub(r"^[A-Za-z_][\w.]*(Error|Exception): ", "", lines[-1])

@@ -213,9 +213,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""Numbers beyond float32's range are inf to the optimiser (torch refuses them mid-run)."""
+
+
 def _is_number(value: Any) -> bool:
-    """A finite int or float (not a bool, not nan, not inf)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float within float32's range (not a bool, not nan, not inf)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= FLOAT32_MAX)
 
 
 def _refuse(dotted: str, value: Any, expected: str) -> None:
@@ -242,11 +247,11 @@ def _validate_types(cfg: dict) -> None:
     for dotted in POSITIVE_NUMBERS:
         value = _get(cfg, dotted)
         if not _is_number(value) or value <= 0:
-            _refuse(dotted, value, "a finite number > 0")
+            _refuse(dotted, value, "a finite number > 0 (float32: at most 3.4e38)")
     for dotted in NON_NEGATIVE_NUMBERS:
         value = _get(cfg, dotted)
         if not _is_number(value) or value < 0:
-            _refuse(dotted, value, "a finite number >= 0")
+            _refuse(dotted, value, "a finite number >= 0 (float32: at most 3.4e38)")
     momentum = _get(cfg, "optim.momentum")
     if not _is_number(momentum) or not 0 <= momentum < 1:
         _refuse("optim.momentum", momentum, "a number in [0, 1)")

@@ -321,10 +321,10 @@ def load_model(path: str | os.PathLike, cfg: dict | None = None, *, device: str 
         if saved is None:
             raise ValueError(f"{path}: the checkpoint holds no recipe to build its model from")
         cfg = saved
-    elif saved is not None and saved.get("model") != cfg["model"]:
-        logger.warning("%s: trained with model %s, evaluating with %s", path, saved.get("model"), cfg["model"])
     model = build_model(cfg)
     load_weights(model, state["model"], path, cfg["model"]["name"])  # strict: every key must fit
+    if saved is not None and saved.get("model") != cfg["model"]:
+        logger.warning("%s: trained with model %s, evaluating with %s", path, saved.get("model"), cfg["model"])
     return model.to(device).eval(), state
 
 

@@ -265,6 +265,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
                                            rank=info.rank, world_size=info.world_size,
                                            iters_per_epoch=iters_per_epoch, seed=t["seed"], path=ckpt_file,
                                            model_name=cfg["model"]["name"])
+        if info.is_main:  # the weights fit: now the recipe's other differences are worth a word
+            warn_changed_recipe(ckpt, cfg, ckpt_file)
     if cfg["data"]["check"]:
         _check_data(train_set, val_set, info)
     if info.is_main:  # the run can start: only now does its folder appear
@@ -338,8 +340,6 @@ def _start_run(cfg: dict, info: DistInfo, resume: bool | str | Path) -> tuple[Pa
     broadcast_error(message)
     ckpt_file = broadcast_object(ckpt_file)
     ckpt = load_checkpoint(ckpt_file) if ckpt_file is not None else None
-    if info.is_main and ckpt is not None:
-        warn_changed_recipe(ckpt, cfg, ckpt_file)
     return out, ckpt_file, ckpt
 
 
