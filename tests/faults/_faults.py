@@ -148,3 +148,45 @@ def tiny_checkpoint(path: Path, model: str = tiny.MODEL, **kwargs) -> Path:
     save_checkpoint(path, {"format_version": FORMAT_VERSION, "model": build_model(cfg).state_dict(), "config": cfg,
                            "epoch": 1, "iteration": 1})
     return path
+
+
+def make_clean_frames(root: Path, n: int, seed: int = 0, split: str = "train") -> list[str]:
+    """``n`` tiny prepared frames that the data doctor passes (``label_weight`` follows the rule
+    of docs/data.md, unlike ``_engine_tiny.make_frames``' all-ones weights) and the split list."""
+    from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE
+    from torchssc.io.prepared import PreparedFrame, write_frame, write_split
+
+    rng = np.random.default_rng(seed)
+    ids = [f"{i + 1:04d}" for i in range(n)]
+    for fid in ids:
+        label = rng.integers(0, 12, size=LABEL_SHAPE).astype(np.uint8)
+        tsdf = rng.uniform(-1, 1, size=LABEL_SHAPE).astype(np.float32)
+        weight = (((label >= 1) & (label <= 11)) | (tsdf < -0.5)).astype(np.uint8)
+        write_frame(root, fid, PreparedFrame(tsdf=tsdf, label_weight=weight, label=label,
+                                             mapping=rng.integers(0, 307201, size=LABEL_NUMEL),
+                                             sketch=rng.integers(0, 2, size=LABEL_SHAPE).astype(np.uint8)))
+    write_split(root, split, ids)
+    return ids
+
+
+def corrupt_deflate(path: Path) -> None:
+    """Flip bytes of an ``.npz``'s compressed stream so that reading it raises ``zlib.error``
+    (not a zip error: the one torchssc once let through unnamed)."""
+    import io
+    import zlib
+
+    original = path.read_bytes()
+    for offset in range(40, 400, 4):
+        data = bytearray(original)
+        for i in range(offset, offset + 16):
+            data[i] ^= 0xFF
+        try:
+            with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as npz:
+                for key in npz.keys():
+                    npz[key]
+        except zlib.error:
+            path.write_bytes(bytes(data))
+            return
+        except Exception:  # another error: try the next offset
+            continue
+    raise AssertionError(f"{path}: could not make a zlib error")
