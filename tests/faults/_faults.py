@@ -23,6 +23,7 @@ from torchssc.models.registry import MODELS
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 BROKEN_MODEL = "fault_test_inf_buffer"
+SLOW_MODEL = "fault_test_slow"
 
 
 class InfBufferSSC(tiny.TinySSC):
@@ -48,10 +49,16 @@ def _build_broken(*, at: int = 1, width: int = 4) -> torch.nn.Module:
     return InfBufferSSC(at=at, width=width)
 
 
+def _build_plain(**kwargs) -> torch.nn.Module:
+    return tiny.TinySSC(**kwargs)
+
+
 def register() -> None:
     tiny.register()
     if BROKEN_MODEL not in MODELS.names():
         MODELS.register(BROKEN_MODEL)(_build_broken)
+    if SLOW_MODEL not in MODELS.names():  # a subprocess registers a slowed-down twin
+        MODELS.register(SLOW_MODEL)(_build_plain)
 
 
 register()

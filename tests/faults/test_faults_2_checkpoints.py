@@ -140,3 +140,74 @@ def test_full_disk_while_copying_last_then_resume_takes_the_epoch_file(tmp_path,
     assert load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 2
     monkeypatch.undo()
     assert resume_checkpoint(tmp_path / "runs" / "tiny", True) == folder / "epoch_0002.pt"
+
+
+class _Crafted:
+    """A pickle that runs code when loaded without ``weights_only``: it writes a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.write_text, (self.marker, "ran")
+
+
+def test_crafted_pickle_is_refused_without_running(tmp_path, capsys):
+    marker = tmp_path / "marker"
+    torch.save({"format_version": 1, "model": _Crafted(marker), "config": {}, "epoch": 1, "iteration": 1},
+               tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="unreadable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    rc, _, err = _faults.cli(capsys, "predict", "--checkpoint", tmp_path / "evil.pt", "--depth", tmp_path / "d.png")
+    assert rc == 2 and "evil.pt: unreadable checkpoint" in _faults.error_line(err, "predict")
+    assert not marker.exists()
+
+
+SLOW_TRAIN = """
+import sys, time
+sys.path.insert(0, {engine!r})
+import torch
+torch.set_num_threads(1)
+import _engine_tiny as tiny
+from torchssc.models.registry import MODELS
+
+class Slow(tiny.TinySSC):
+    def forward(self, batch):
+        time.sleep(0.15)  # time to be killed in
+        return super().forward(batch)
+
+MODELS.register({name!r})(lambda **kw: Slow(**kw))
+from torchssc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_bitwise_the_same_model(tmp_path):
+    """Killed with SIGKILL during epoch 2 of 4 (in a process of its own), ``--resume`` ends with the
+    weights of a run never interrupted, and no temporary file is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    tiny.make_frames(tmp_path / "data", n=3, seed=11)
+    recipe = tiny.write_recipe(tmp_path / "tiny.yaml", tmp_path / "data", tmp_path / "runs", epochs=4,
+                               iters_per_epoch=3)
+    model = [f"model.name={_faults.SLOW_MODEL}", "model.kwargs.dropout=0.3"]  # dropout: the RNG streams matter
+    script = tmp_path / "slow_train.py"
+    script.write_text(SLOW_TRAIN.format(engine=str(Path(tiny.__file__).parent), name=_faults.SLOW_MODEL))
+    killed = subprocess.Popen([sys.executable, str(script), "train", str(recipe), "run.name=killed", *model],
+                              env={**os.environ, "PYTHONPATH": str(_faults.SRC), "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "runs" / "killed" / "checkpoints"
+    assert _faults.wait_for(lambda: (folder / "epoch_0001.pt").is_file() or killed.poll() is not None, timeout=120)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (folder / "epoch_0004.pt").exists()  # it did not finish
+    full = main(load_config(recipe, ["run.name=full", *model]))  # here, the same model without the sleep
+    resumed = main(load_config(recipe, ["run.name=killed", *model]), resume=True)
+    a, b = load_checkpoint(full["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    assert resumed["checkpoint"].name == "epoch_0004.pt" and a["iteration"] == b["iteration"] == 12
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(not p.name.startswith(".") for p in folder.iterdir())

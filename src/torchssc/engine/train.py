@@ -24,7 +24,8 @@ Recipe semantics (docs/training.md, keys in :mod:`torchssc.config`):
   holding NaN or inf is never written.
 * Nothing is written before the run can start: with ``data.check`` the scenes the run will use
   are checked first (:func:`torchssc.data.check.check_scene`), and the run folder and its
-  ``config.yaml`` appear only once the data, the model and the checkpoint to resume are in hand.
+  ``config.yaml`` appear only once the data, the model and the checkpoint to resume are in hand;
+  then the temporaries of checkpoint writers that were killed are removed.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from torchssc.engine.builders import (
     split_train_val,
 )
 from torchssc.engine.checkpoint import (
+    checkpoint_dir,
     epoch_path,
     get_rng_state,
     last_path,
@@ -81,6 +83,7 @@ from torchssc.engine.distributed import (
 from torchssc.engine.evaluate import scoring_dataset, validation_scores
 from torchssc.engine.logs import RunLog
 from torchssc.engine.sampler import GlobalBatchSampler, loader_generator, move_to_device
+from torchssc.io.atomic import remove_stale_temporaries
 
 logger = logging.getLogger("torchssc.train")
 
@@ -272,6 +275,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     if info.is_main:  # the run can start: only now does its folder appear
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
+        for stale in remove_stale_temporaries(checkpoint_dir(out)):
+            logger.info("removed %s (left by a killed writer)", stale)
     train_model = model  # what the loop calls; checkpoints and validation use the bare model
     if info.world_size > 1:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
