@@ -211,3 +211,16 @@ def test_kill_9_then_resume_gives_bitwise_the_same_model(tmp_path):
     assert resumed["checkpoint"].name == "epoch_0004.pt" and a["iteration"] == b["iteration"] == 12
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert all(not p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_resume_removes_the_temporaries_of_a_killed_writer(run):
+    """A checkpoint write killed half-way leaves a hidden temporary; the next run removes it (a live
+    writer's, named by its process id, would stay)."""
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = _folder(run) / f".epoch_0003.pt.{dead.pid}.k2j4.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
+    main(load_config(run / "config.yaml", ["train.epochs=3"]), resume=True)
+    assert not stale.exists() and (_folder(run) / "epoch_0003.pt").is_file()
