@@ -126,6 +126,7 @@ def test_ctrl_c_is_one_line_and_exit_130(world, capsys, monkeypatch):
     assert rc == 130 and err == "torchssc train: interrupted\n"
 
 
+@pytest.mark.slow
 def test_another_models_checkpoint_is_one_line_from_the_console(tmp_path):
     """The issue's worst case (540 lines): ``eval`` of a run given an SSCNet checkpoint, run as a
     user runs it, in a process of its own: stderr holds exactly one line."""

@@ -19,7 +19,6 @@ import _faults
 from torchssc.io.prepared import frame_paths, missing_files, read_split
 from torchssc.prepare.runner import PREPARED_FIELDS
 
-pytestmark = pytest.mark.slow
 FRAMES = 24
 
 
@@ -45,6 +44,7 @@ def _spawn(raw: Path, out: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_killed_parent_leaves_no_process_behind(raw, tmp_path):
     """Its four processes (forkserver, resource tracker, two workers) once stayed forever."""
     proc = _spawn(raw, tmp_path / "out")
@@ -59,6 +59,7 @@ def test_killed_parent_leaves_no_process_behind(raw, tmp_path):
     assert gone, f"still alive {time.monotonic() - started:.1f} s after the kill: {left}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_with_exit_130_and_a_correct_summary(raw, tmp_path):
     """Ctrl-C once printed a traceback and listed complete frames as failed."""
     out = tmp_path / "out"
