@@ -289,7 +289,7 @@ def score_model(
     info = info or DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
     metrics = {p: SSCMetrics(p) for p in protocols}
     ce = torch.zeros(2, dtype=torch.float64)
-    non_finite = torch.zeros(1, dtype=torch.float64)
+    non_finite = torch.zeros(1, dtype=torch.float64, device=info.device)  # frames; no sync per batch
     indices = shard_indices(len(dataset), info.rank, info.world_size)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         generator=loader_generator(seed, info.rank))
@@ -306,7 +306,7 @@ def score_model(
             outputs = model(batch)
             if "semantic" not in outputs:
                 raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
-            non_finite += (~torch.isfinite(outputs["semantic"]).flatten(1).all(1)).sum().double().cpu()
+            non_finite += (~torch.isfinite(outputs["semantic"]).flatten(1).all(1)).sum()
             # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
             pred = outputs["semantic"].argmax(1).to(torch.uint8)
             # a native-resolution model (ForkNet, CCPNet-style): to the label grid by the GT's rule
@@ -332,7 +332,7 @@ def score_model(
 def _warn_non_finite(count: torch.Tensor, frames: int, name: str, info: DistInfo) -> int:
     """Sum this rank's count of frames with non-finite logits over processes; rank 0 warns in one
     line when there are any. Returns the total."""
-    total = int(all_reduce_sum(count.to(info.device) if info.device.type == "cuda" else count).item())
+    total = int(all_reduce_sum(count).item())
     if total and info.is_main:
         logger.warning("%s: non-finite logits (NaN/inf) for %d of %d frames: the model is broken and its "
                        "scores of those frames mean nothing", name, total, frames)
