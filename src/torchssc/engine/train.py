@@ -55,14 +55,14 @@ from torchssc.engine.builders import (
     split_train_val,
 )
 from torchssc.engine.checkpoint import (
+    NonFiniteError,
     checkpoint_dir,
+    describe_non_finite,
     epoch_path,
     get_rng_state,
     last_path,
-    NonFiniteError,
     load_checkpoint,
     non_finite_tensors,
-    describe_non_finite,
     restore_training_state,
     resume_checkpoint,
     save_checkpoint,
@@ -361,8 +361,8 @@ def _check_data(train_set: Dataset, val_set: Dataset | None, info: DistInfo) -> 
         bad = {frame_id: problems for frame_id in ids if (problems := check_scene(train_set.root, frame_id))}
         if bad:
             first_id, problems = next(iter(bad.items()))
-            more = f" (and {len(bad) - 1} more bad scene{'s' if len(bad) > 2 else ''}: " \
-                   f"{', '.join(list(bad)[1:6])}{', ...' if len(bad) > 6 else ''})" if len(bad) > 1 else ""
+            others = list(bad)[1:]
+            more = f" (also bad: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
             message = (f"data.check: {len(bad)} of {len(ids)} scenes are bad, first {first_id}: {problems[0]}{more}; "
                        f"torchssc check-data {train_set.root} lists every problem")
         else:
@@ -373,7 +373,7 @@ def _check_data(train_set: Dataset, val_set: Dataset | None, info: DistInfo) -> 
 def _check_finite_model(model: nn.Module, optimizer: torch.optim.Optimizer, ctx: EpochContext, *, iteration: int,
                         epoch: int, target: Path) -> None:
     """Refuse to checkpoint a model whose weights, buffers or optimiser state hold NaN or inf: raise
-    :class:`NonFiniteModelError` on every rank (the count is summed over processes), naming the
+    :class:`NonFiniteModelError` on every rank (the count is averaged over processes), naming the
     iteration and the last good checkpoint."""
     bad = non_finite_tensors({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
     total = all_reduce_mean(torch.tensor([float(len(bad))], device=ctx.device)).item()
