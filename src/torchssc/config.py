@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
+import math
 import os
 import re
 from pathlib import Path
@@ -62,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "forknet": False,  # load ForkNet's 80x48x80 volumes (prepare --forknet)
         "fine_labels": False,  # load the 240x144x240 labels (prepare --fine-labels; CCPNet-style)
         "num_workers": 2,  # DataLoader worker processes per training process
+        "check": False,  # before the first step, check every scene the run uses (the data doctor, docs/data.md)
     },
     "model": {"name": "sketch_aware_ssc", "kwargs": {}},
     "loss": {"name": "sketch_aware", "kwargs": {}},
@@ -187,51 +189,106 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
         node[last] = value
 
 
-def validate_config(cfg: dict) -> None:
-    """Check values whose range is fixed by the schema (choices, positivity). ``ValueError``."""
-    def get(dotted: str) -> Any:
-        node: Any = cfg
-        for part in dotted.split("."):
-            node = node[part]
-        return node
+BOOLEANS = ("data.check", "data.fine", "data.depth", "data.visibility", "data.forknet", "data.fine_labels",
+            "optim.nesterov", "train.deterministic", "train.progress")
+"""Keys that take ``true`` or ``false`` (not 0/1, not a string)."""
 
+POSITIVE_INTS = ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size")
+POSITIVE_INTS_OR_NULL = ("train.iters_per_epoch", "train.max_iters")
+NON_NEGATIVE_INTS = ("train.eval_every", "data.num_workers", "train.seed", "eval.seed")
+POSITIVE_NUMBERS = ("optim.lr", "optim.step_gamma")
+NON_NEGATIVE_NUMBERS = ("optim.weight_decay", "optim.poly_power")
+STRINGS = ("data.train_split", "model.name", "loss.name", "run.dir")
+STRINGS_OR_NULL = ("data.root", "data.val_split")
+
+
+def _get(cfg: dict, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Numbers beyond float32's range are inf to the optimiser (torch refuses them mid-run)."""
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float within float32's range (not a bool, not nan, not inf)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= FLOAT32_MAX)
+
+
+def _refuse(dotted: str, value: Any, expected: str) -> None:
+    raise ValueError(f"config key '{dotted}' = {value!r}: expected {expected}")
+
+
+def _validate_types(cfg: dict) -> None:
+    """Booleans, integers, finite numbers and strings where the schema says so."""
+    for dotted in BOOLEANS:
+        if not isinstance(_get(cfg, dotted), bool):
+            _refuse(dotted, _get(cfg, dotted), "true or false")
+    for dotted in POSITIVE_INTS:
+        value = _get(cfg, dotted)
+        if not _is_int(value) or value < 1:
+            _refuse(dotted, value, "a positive integer")
+    for dotted in POSITIVE_INTS_OR_NULL:
+        value = _get(cfg, dotted)
+        if value is not None and (not _is_int(value) or value < 1):
+            _refuse(dotted, value, "a positive integer or null")
+    for dotted in NON_NEGATIVE_INTS:
+        value = _get(cfg, dotted)
+        if not _is_int(value) or value < 0:
+            _refuse(dotted, value, "a non-negative integer")
+    for dotted in POSITIVE_NUMBERS:
+        value = _get(cfg, dotted)
+        if not _is_number(value) or value <= 0:
+            _refuse(dotted, value, "a finite number > 0 (float32: at most 3.4e38)")
+    for dotted in NON_NEGATIVE_NUMBERS:
+        value = _get(cfg, dotted)
+        if not _is_number(value) or value < 0:
+            _refuse(dotted, value, "a finite number >= 0 (float32: at most 3.4e38)")
+    momentum = _get(cfg, "optim.momentum")
+    if not _is_number(momentum) or not 0 <= momentum < 1:
+        _refuse("optim.momentum", momentum, "a number in [0, 1)")
+    for dotted in STRINGS:
+        if not isinstance(_get(cfg, dotted), str) or not _get(cfg, dotted):
+            _refuse(dotted, _get(cfg, dotted), "a non-empty string")
+    for dotted in STRINGS_OR_NULL:
+        value = _get(cfg, dotted)
+        if value is not None and (not isinstance(value, str) or not value):
+            _refuse(dotted, value, "a non-empty string or null")
+    name = _get(cfg, "run.name")
+    if name is not None and not (isinstance(name, str) and name or _is_int(name)):
+        _refuse("run.name", name, "a folder name or null")
+
+
+def validate_config(cfg: dict) -> None:
+    """Check every value of the schema: its type (booleans are ``true``/``false``, numbers finite,
+    never ``nan`` or ``inf``), its range (a learning rate > 0, a weight decay >= 0, counts >= 1, ...)
+    and its choices. ``ValueError`` naming the key."""
     for dotted, allowed in CHOICES.items():
-        value = get(dotted)
+        value = _get(cfg, dotted)
         if not any(type(a) is type(value) and a == value for a in allowed):  # True is not 1
             raise ValueError(f"config key '{dotted}' = {value!r}: expected one of {list(allowed)}")
-    for dotted in ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size"):
-        value = get(dotted)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"config key '{dotted}' = {value!r}: expected a positive integer")
-    for dotted in ("train.iters_per_epoch", "train.max_iters"):
-        value = get(dotted)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"config key '{dotted}' = {value!r}: expected a positive integer or null")
-    for dotted in ("train.eval_every", "data.num_workers", "train.seed", "eval.seed"):
-        value = get(dotted)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"config key '{dotted}' = {value!r}: expected a non-negative integer")
-    for dotted in ("optim.lr", "optim.momentum", "optim.weight_decay", "optim.poly_power", "optim.step_gamma"):
-        value = get(dotted)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"config key '{dotted}' = {value!r}: expected a non-negative number")
-    fraction = get("data.val_fraction")
-    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
-        raise ValueError(f"config key 'data.val_fraction' = {fraction!r}: expected a number in [0, 1)")
-    if fraction > 0 and get("data.val_split") is not None:
+    _validate_types(cfg)
+    fraction = _get(cfg, "data.val_fraction")
+    if not _is_number(fraction) or not 0.0 <= fraction < 1.0:
+        _refuse("data.val_fraction", fraction, "a number in [0, 1)")
+    if fraction > 0 and _get(cfg, "data.val_split") is not None:
         raise ValueError("config keys 'data.val_split' and 'data.val_fraction' are exclusive; set one")
-    betas = get("optim.betas")
-    if (not isinstance(betas, list) or len(betas) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
-        raise ValueError(f"config key 'optim.betas' = {betas!r}: expected two numbers in [0, 1)")
-    steps = get("optim.step_epochs")
-    if not isinstance(steps, list) or not all(isinstance(s, int) and s > 0 for s in steps):
-        raise ValueError(f"config key 'optim.step_epochs' = {steps!r}: expected a list of positive integers")
-    for dotted in ("model.name", "loss.name"):
-        if not isinstance(get(dotted), str):
-            raise ValueError(f"config key '{dotted}' must be a registered name (string)")
+    betas = _get(cfg, "optim.betas")
+    if not isinstance(betas, list) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+        _refuse("optim.betas", betas, "two numbers in [0, 1)")
+    steps = _get(cfg, "optim.step_epochs")
+    if not isinstance(steps, list) or not all(_is_int(s) and s > 0 for s in steps):
+        _refuse("optim.step_epochs", steps, "a list of positive integers")
     for dotted in FREE_FORM:
-        if not isinstance(get(dotted), dict):
+        if not isinstance(_get(cfg, dotted), dict):
             raise ValueError(f"config key '{dotted}' must be a mapping of keyword arguments")
 
 

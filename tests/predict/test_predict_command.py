@@ -125,15 +125,19 @@ def test_predict_with_pose_file(tiny_checkpoint, tmp_path, nyu_sample):
     np.testing.assert_allclose(pose[2, 3], 1.1794727, atol=1e-5)
 
 
-def test_rgb_model_without_rgb_is_a_clear_error(tiny_checkpoint, tmp_path):
+def test_rgb_model_without_rgb_is_a_clear_error(tiny_checkpoint, tmp_path, capsys):
     write_depth_png(tmp_path / "depth.png", np.full((480, 640), 2.0, np.float32))  # a wall 2 m ahead
     np.savetxt(tmp_path / "pose.txt", _level_pose())
-    with pytest.raises(ValueError, match="rgb"):
-        main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(tmp_path / "depth.png"),
-              "--pose", str(tmp_path / "pose.txt"), "--out", str(tmp_path)])
+    argv = ["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(tmp_path / "depth.png"),
+            "--pose", str(tmp_path / "pose.txt"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("torchssc predict: error: ") and "rgb" in err and err.count("\n") == 1
+    with pytest.raises(ValueError, match="rgb"):  # --debug: the exception itself, with its traceback
+        main(["--debug", *argv])
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     write_depth_png(tmp_path / "depth.png", np.full((480, 640), 2.0, np.float32))
-    with pytest.raises(FileNotFoundError, match="nope.pt"):
-        main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--depth", str(tmp_path / "depth.png")])
+    assert main(["predict", "--checkpoint", str(tmp_path / "nope.pt"), "--depth", str(tmp_path / "depth.png")]) == 2
+    assert capsys.readouterr().err == f"torchssc predict: error: {tmp_path / 'nope.pt'}: no such checkpoint\n"

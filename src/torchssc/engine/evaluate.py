@@ -213,10 +213,13 @@ class Scores:
         semantic_ce: mean cross-entropy of the 12-class logits over the voxels with
             ``label_weight > 0`` and ``label != 255`` of every frame (``None`` unless asked for;
             ``nan`` when there is no such voxel).
+        non_finite_frames: frames whose logits hold NaN or inf (a broken model; their argmax
+            is meaningless), summed over processes.
     """
 
     metrics: dict[str, SSCMetrics]
     semantic_ce: float | None = None
+    non_finite_frames: int = 0
 
 
 def scoring_dataset(cfg: dict, split: str | Sequence[str], protocols: Iterable[str]) -> Dataset:
@@ -290,6 +293,7 @@ def score_model(
     save_dir: str | Path | None = None,
     progress: bool = True,
     cross_entropy: bool = False,
+    name: str = "the model",
 ) -> Scores:
     """Predict this rank's shard of ``dataset`` and score it under every protocol.
 
@@ -298,7 +302,8 @@ def score_model(
     each batch is predicted after seeding the torch RNG with :func:`frame_seed` (and
     ``model.seed``, when the model has one, with ``seed``), the prediction is the argmax over
     the classes, and the counts are summed over processes. The caller's RNG streams and the
-    model's train/eval mode are restored afterwards.
+    model's train/eval mode are restored afterwards. Frames whose logits are not finite are
+    counted, and rank 0 warns in one line naming ``name`` (e.g. the checkpoint) and the count.
 
     Args:
         model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict; logits
@@ -312,12 +317,14 @@ def score_model(
         seed: ``eval.seed`` (see the module docstring).
         save_dir: write ``results/<id>.npy`` and ``results_sketch/<id>.npy`` there.
         cross_entropy: also measure :attr:`Scores.semantic_ce`.
+        name: what the non-finite warning calls the model.
     Returns:
         :class:`Scores`, identical on every rank.
     """
     info = info or DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
     metrics = {p: SSCMetrics(p) for p in protocols}
     ce = torch.zeros(2, dtype=torch.float64)
+    non_finite = torch.zeros(1, dtype=torch.float64, device=info.device)  # frames; no sync per batch
     indices = shard_indices(len(dataset), info.rank, info.world_size)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         generator=loader_generator(seed, info.rank))
@@ -334,6 +341,7 @@ def score_model(
             outputs = model(batch)
             if "semantic" not in outputs:
                 raise ValueError(f"the model returned {sorted(outputs)}; evaluation needs 'semantic'")
+            non_finite += (~torch.isfinite(outputs["semantic"]).flatten(1).all(1)).sum()
             # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
             pred = outputs["semantic"].argmax(1).to(torch.uint8)
             # a native-resolution model (ForkNet, CCPNet-style): to the label grid by the GT's rule
@@ -349,10 +357,21 @@ def score_model(
     model.train(was_training)
     for m in metrics.values():
         m.all_reduce()
+    bad = _warn_non_finite(non_finite, len(dataset), name, info)
     if not cross_entropy:
-        return Scores(metrics)
+        return Scores(metrics, non_finite_frames=bad)
     ce = all_reduce_sum(ce.to(info.device) if info.device.type == "cuda" else ce).cpu()
-    return Scores(metrics, (ce[0] / ce[1]).item() if ce[1] > 0 else math.nan)
+    return Scores(metrics, (ce[0] / ce[1]).item() if ce[1] > 0 else math.nan, non_finite_frames=bad)
+
+
+def _warn_non_finite(count: torch.Tensor, frames: int, name: str, info: DistInfo) -> int:
+    """Sum this rank's count of frames with non-finite logits over processes; rank 0 warns in one
+    line when there are any. Returns the total."""
+    total = int(all_reduce_sum(count).item())
+    if total and info.is_main:
+        logger.warning("%s: non-finite logits (NaN/inf) for %d of %d frames: the model is broken and its "
+                       "scores of those frames mean nothing", name, total, frames)
+    return total
 
 
 def validation_scores(
@@ -424,7 +443,8 @@ def evaluate_checkpoints(
             ``save_dir/<checkpoint stem>/results``).
     Returns:
         One record per (checkpoint, protocol), in that order: ``{"protocol", "checkpoint",
-        "epoch", "iteration", "split", "frames", "seed", "world_size", "metrics"}``.
+        "epoch", "iteration", "split", "frames", "seed", "world_size", "non_finite_frames",
+        "metrics"}`` (``non_finite_frames``: frames whose logits held NaN/inf, warned about).
     """
     if not checkpoints:
         raise ValueError("no checkpoint to evaluate")
@@ -440,11 +460,12 @@ def evaluate_checkpoints(
                 target = Path(save_dir) if len(checkpoints) == 1 else Path(save_dir) / Path(path).stem
             scores = score_model(model, dataset, protocols=protocols, info=info,
                                  batch_size=int(cfg["eval"]["batch_size"]), num_workers=int(cfg["data"]["num_workers"]),
-                                 seed=seed, save_dir=target, progress=progress)
+                                 seed=seed, save_dir=target, progress=progress, name=str(path))
             for protocol in protocols:
                 record = {"protocol": protocol, "checkpoint": str(path), "epoch": int(state["epoch"]),
                           "iteration": int(state["iteration"]), "split": split, "frames": len(dataset), "seed": seed,
-                          "world_size": info.world_size, "metrics": scores.metrics[protocol].compute()}
+                          "world_size": info.world_size, "non_finite_frames": scores.non_finite_frames,
+                          "metrics": scores.metrics[protocol].compute()}
                 records.append(record)
                 if info.is_main and out_dir is not None:
                     json_path, _ = write_report(out_dir, Path(path).stem, record)

@@ -19,7 +19,13 @@ Recipe semantics (docs/training.md, keys in :mod:`torchssc.config`):
   its seeding and protocol rules, so both give the same numbers for the same weights.
 * A non-finite loss term (checked on the values averaged over processes, so every rank stops
   together) raises :class:`NonFiniteLossError` naming the iteration and the term; nothing is
-  written, so the last good checkpoint stays as it was.
+  written, so the last good checkpoint stays as it was. Before every checkpoint the weights,
+  buffers and optimiser state are checked too (:class:`NonFiniteModelError`): a checkpoint
+  holding NaN or inf is never written.
+* Nothing is written before the run can start: with ``data.check`` the scenes the run will use
+  are checked first (:func:`torchssc.data.check.check_scene`), and the run folder and its
+  ``config.yaml`` appear only once the data, the model and the checkpoint to resume are in hand;
+  then the temporaries of checkpoint writers that were killed are removed.
 """
 
 from __future__ import annotations
@@ -50,10 +56,14 @@ from torchssc.engine.builders import (
     split_train_val,
 )
 from torchssc.engine.checkpoint import (
+    NonFiniteError,
+    checkpoint_dir,
+    describe_non_finite,
     epoch_path,
     get_rng_state,
     last_path,
     load_checkpoint,
+    non_finite_tensors,
     restore_training_state,
     resume_checkpoint,
     save_checkpoint,
@@ -74,12 +84,18 @@ from torchssc.engine.distributed import (
 from torchssc.engine.evaluate import scoring_dataset, validation_scores
 from torchssc.engine.logs import RunLog
 from torchssc.engine.sampler import GlobalBatchSampler, loader_generator, move_to_device
+from torchssc.io.atomic import remove_stale_temporaries
 
 logger = logging.getLogger("torchssc.train")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NonFiniteError):
     """A loss term became NaN or infinite; the run stopped without writing anything."""
+
+
+class NonFiniteModelError(NonFiniteError):
+    """The weights, buffers or optimiser state hold NaN or inf at a checkpoint; the run stopped
+    without writing it."""
 
 
 @dataclass
@@ -253,7 +269,17 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     if ckpt is not None:
         iteration = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                            rank=info.rank, world_size=info.world_size,
-                                           iters_per_epoch=iters_per_epoch, seed=t["seed"])
+                                           iters_per_epoch=iters_per_epoch, seed=t["seed"], path=ckpt_file,
+                                           model_name=cfg["model"]["name"])
+        if info.is_main:  # the weights fit: now the recipe's other differences are worth a word
+            warn_changed_recipe(ckpt, cfg, ckpt_file)
+    if cfg["data"]["check"]:
+        _check_data(train_set, val_set, info)
+    if info.is_main:  # the run can start: only now does its folder appear
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        for stale in remove_stale_temporaries(checkpoint_dir(out)):
+            logger.info("removed %s (left by a killed writer)", stale)
     train_model = model  # what the loop calls; checkpoints and validation use the bare model
     if info.world_size > 1:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
@@ -283,6 +309,7 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
                                                num_workers=cfg["data"]["num_workers"], seed=cfg["eval"]["seed"])
             target = _checkpoint_path(out, epoch, finished, iteration == stop_at, t["ckpt_every"])
             if target is not None:
+                _check_finite_model(model, optimizer, ctx, iteration=iteration, epoch=epoch, target=target)
                 rng = all_gather_object(get_rng_state())  # every rank's streams, for an exact resume
                 save_checkpoint(target, training_state(model=model, optimizer=optimizer, scheduler=scheduler,
                                                        scaler=scaler, rng=rng, cfg=cfg, iteration=iteration,
@@ -298,8 +325,9 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
 # ------------------------------------------------------------------------------------------
 # The steps of _train, in order
 def _start_run(cfg: dict, info: DistInfo, resume: bool | str | Path) -> tuple[Path, Path | None, dict | None]:
-    """Check the batch split, seed this process, choose the checkpoint to resume (rank 0 decides,
-    every rank loads it) and write the run folder's ``config.yaml``.
+    """Check the batch split, seed this process and choose the checkpoint to resume (rank 0
+    decides, every rank loads it). Writes nothing: ``config.yaml`` is written once the run can
+    start (:func:`_train`).
 
     Returns:
         ``(run folder, checkpoint file or None, checkpoint dict or None)``.
@@ -320,12 +348,45 @@ def _start_run(cfg: dict, info: DistInfo, resume: bool | str | Path) -> tuple[Pa
     broadcast_error(message)
     ckpt_file = broadcast_object(ckpt_file)
     ckpt = load_checkpoint(ckpt_file) if ckpt_file is not None else None
-    if info.is_main:
-        if ckpt is not None:
-            warn_changed_recipe(ckpt, cfg, ckpt_file)
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
     return out, ckpt_file, ckpt
+
+
+def _check_data(train_set: Dataset, val_set: Dataset | None, info: DistInfo) -> None:
+    """``data.check``: the data doctor (:func:`torchssc.data.check.check_scene`) on every scene the
+    run will use, on rank 0, before the first step; ``ValueError`` naming the bad scenes (every
+    rank raises it)."""
+    from torchssc.data.check import check_scene
+
+    message = None
+    if info.is_main:
+        started = time.perf_counter()
+        ids = list(dict.fromkeys([*train_set.ids, *(val_set.ids if val_set is not None else [])]))
+        bad = {frame_id: problems for frame_id in ids if (problems := check_scene(train_set.root, frame_id))}
+        if bad:
+            first_id, problems = next(iter(bad.items()))
+            others = list(bad)[1:]
+            more = f" (also bad: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
+            message = (f"data.check: {len(bad)} of {len(ids)} scenes are bad, first {first_id}: {problems[0]}{more}; "
+                       f"torchssc check-data {train_set.root} lists every problem")
+        else:
+            logger.info("data.check: %d scenes clean (%.1f s)", len(ids), time.perf_counter() - started)
+    broadcast_error(message)
+
+
+def _check_finite_model(model: nn.Module, optimizer: torch.optim.Optimizer, ctx: EpochContext, *, iteration: int,
+                        epoch: int, target: Path) -> None:
+    """Refuse to checkpoint a model whose weights, buffers or optimiser state hold NaN or inf: raise
+    :class:`NonFiniteModelError` on every rank (the count is averaged over processes), naming the
+    iteration and the last good checkpoint."""
+    bad = non_finite_tensors({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    total = all_reduce_mean(torch.tensor([float(len(bad))], device=ctx.device)).item()
+    if total > 0:
+        what = describe_non_finite(bad) if bad else "another process's model is not finite"
+        where = f"{ctx.last_good}" if ctx.last_good is not None else "none written yet"
+        raise NonFiniteModelError(
+            f"non-finite model after iteration {iteration} (epoch {epoch + 1}): {what}; stopping without writing "
+            f"{target.name}. The last good checkpoint is untouched: {where}"
+        )
 
 
 def _train_loader(cfg: dict, train_set: Dataset, iters_per_epoch: int, info: DistInfo

@@ -24,14 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.logs import setup_logging
-    from torchssc.engine.train import NonFiniteLossError, main
+    from torchssc.engine.checkpoint import NonFiniteError
+    from torchssc.engine.train import main
 
     setup_logging()
     cfg = load_config(args.config, args.overrides)
     resume = args.resume_from if args.resume_from else bool(args.resume)
     try:
         summary = main(cfg, resume=resume)
-    except NonFiniteLossError as exc:
+    except NonFiniteError as exc:  # the run went NaN/inf: one line, the last good checkpoint named
         logging.getLogger("torchssc.train").error("%s", exc)
         return 1
     logging.getLogger("torchssc.train").info(

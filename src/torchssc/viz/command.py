@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from torchssc.geometry import FINE_SHAPE, Intrinsics
-from torchssc.viz.export import FORMATS, downsample_volume, export_scene
+from torchssc.viz.export import FORMATS, box_mismatch, downsample_volume, export_scene
 from torchssc.viz.camera import VIEWS
 from torchssc.viz.volumes import CLASS_SPACES, MASKS, load_prepared, load_volume
 
@@ -158,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
             gt, pred = (None if v is None else replace(v, **extra) for v in (gt, pred))
         if args.downsample:
             gt, pred = (v if v is None or v.labels.shape != FINE_SHAPE else downsample_volume(v) for v in (gt, pred))
+        mismatch = box_mismatch(gt, pred)
+        if mismatch:
+            print(f"torchssc viz: warning: {mismatch}", file=sys.stderr)
         name = args.name or frame_id or (pred if pred is not None else gt).name
         written = export_scene(
             args.out, name, gt=gt, pred=pred, formats=args.formats, views=args.views, masks=args.mask,

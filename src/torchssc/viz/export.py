@@ -32,6 +32,29 @@ def downsample_volume(volume: Volume) -> Volume:
     return replace(volume, labels=downsample_labels(volume.labels, raw=False), voxel=volume.voxel * 4)
 
 
+def box_mismatch(gt: Volume | None, pred: Volume | None) -> str | None:
+    """A one-line warning when a ground truth and a prediction shown side by side do not cover
+    the same box (their shape times voxel size differs by more than one voxel), else ``None``.
+
+    A 240x144x240 volume of 0.02 m beside a 60x36x60 one of 0.08 m covers the same box: no warning.
+    """
+    if gt is None or pred is None:
+        return None
+
+    def extent(v: Volume) -> np.ndarray:
+        return np.asarray(v.labels.shape, np.float64) * v.voxel
+
+    def describe(v: Volume) -> str:
+        shape = "x".join(str(n) for n in v.labels.shape)
+        box = " x ".join(f"{e:g}" for e in np.round(extent(v), 3))
+        return f"{shape} voxels of {v.voxel:g} m ({box} m)"
+
+    if np.abs(extent(gt) - extent(pred)).max() <= max(gt.voxel, pred.voxel) + 1e-9:
+        return None
+    return (f"the prediction is {describe(pred)} but the ground truth {describe(gt)}: "
+            "they do not cover the same box, so the side-by-side views are not comparable")
+
+
 def export_scene(
     out_dir: str | os.PathLike,
     name: str,
