@@ -175,3 +175,13 @@ def test_recipes_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
         find_recipe("nope")
     with pytest.raises(FileNotFoundError, match="no such config file"):
         find_recipe(tmp_path / "missing" / "sketch_aware_ssc_nyu.yaml")  # a path is never a name
+
+
+def test_splits_are_names_or_lists_of_ids(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  root: x\n")
+    assert load_config(recipe, ["data.train_split=[3,4,5]"])["data"]["train_split"] == [3, 4, 5]
+    assert load_config(recipe, ["data.val_split=test"])["data"]["val_split"] == "test"
+    for bad in ("data.train_split=[]", "data.train_split=null", "data.val_split=[1.5]"):
+        with pytest.raises(ValueError, match="a split name or a non-empty list of scene ids"):
+            load_config(recipe, [bad])

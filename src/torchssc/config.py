@@ -198,8 +198,10 @@ POSITIVE_INTS_OR_NULL = ("train.iters_per_epoch", "train.max_iters")
 NON_NEGATIVE_INTS = ("train.eval_every", "data.num_workers", "train.seed", "eval.seed")
 POSITIVE_NUMBERS = ("optim.lr", "optim.step_gamma")
 NON_NEGATIVE_NUMBERS = ("optim.weight_decay", "optim.poly_power")
-STRINGS = ("data.train_split", "model.name", "loss.name", "run.dir")
-STRINGS_OR_NULL = ("data.root", "data.val_split")
+STRINGS = ("model.name", "loss.name", "run.dir")
+STRINGS_OR_NULL = ("data.root",)
+SPLITS = ("data.train_split", "data.val_split")
+"""A split list's name, or an explicit non-empty list of scene ids (``[3, 4, 5]`` or ``["0003"]``)."""
 
 
 def _get(cfg: dict, dotted: str) -> Any:
@@ -262,6 +264,11 @@ def _validate_types(cfg: dict) -> None:
         value = _get(cfg, dotted)
         if value is not None and (not isinstance(value, str) or not value):
             _refuse(dotted, value, "a non-empty string or null")
+    for dotted in SPLITS:
+        value = _get(cfg, dotted)
+        ids = isinstance(value, list) and value and all(_is_int(i) or isinstance(i, str) and i for i in value)
+        if not (isinstance(value, str) and value or ids or value is None and dotted == "data.val_split"):
+            _refuse(dotted, value, "a split name or a non-empty list of scene ids")
     name = _get(cfg, "run.name")
     if name is not None and not (isinstance(name, str) and name or _is_int(name)):
         _refuse("run.name", name, "a folder name or null")
