@@ -7,6 +7,7 @@ Registration is idempotent, as in ``_engine_tiny``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -106,11 +107,19 @@ def make_raw_frames(raw: Path, n: int, *, start: int = 1) -> list[Path]:
     return paths
 
 
+def _default_ctrl_c() -> None:
+    """Ctrl-C as in a terminal's foreground job: a test run started in the background of a
+    shell (``pytest &``) ignores SIGINT, and children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_cli(*argv, cwd: Path) -> subprocess.Popen:
-    """``python -m torchssc.cli *argv`` in a new session (its own process group), one thread."""
+    """``python -m torchssc.cli *argv`` in a new session (its own process group), one thread,
+    with the default Ctrl-C."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "torchssc.cli", *map(str, argv)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_ctrl_c)
 
 
 def session_processes(sid: int) -> list[int]:
