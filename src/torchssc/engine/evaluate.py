@@ -174,8 +174,6 @@ def best_checkpoint(run_dir: str | Path, available: dict[int, Path]) -> Path:
     Raises:
         FileNotFoundError: no log, or no validated epoch that has a checkpoint.
     """
-    import json
-
     log = Path(run_dir) / "log.jsonl"
     if not log.is_file():
         raise FileNotFoundError(f"--checkpoints best: {log} does not exist (no validation recorded)")

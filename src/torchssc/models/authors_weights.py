@@ -94,8 +94,8 @@ def load_authors_state_dict(model: TwoStreamRGBD, state_dict: Mapping[str, torch
     Args:
         model: a DDRNet or AICNet built with ``trunk_layout="yzx"`` (the default), the only layout
             in which their weights compute their function.
-        state_dict: the authors' keys -> tensors, e.g. ``torch.load(path, map_location="cpu",
-            weights_only=True)["state_dict"]`` of their checkpoint. A ``module.`` prefix
+        state_dict: the authors' keys -> tensors: the ``"state_dict"`` entry of their checkpoint,
+            loaded with ``torch.load(path, weights_only=True, map_location="cpu")``. A ``module.`` prefix
             (``nn.DataParallel``) on every key is removed; on only some keys it is an error.
     Raises:
         ValueError: a wrong layout; any key missing or unexpected (all are listed, in the authors'

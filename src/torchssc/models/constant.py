@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from torchssc.geometry import NUM_CLASSES
+from torchssc.models.lifting import lift_labels
 
 
 class ConstantSSC(nn.Module):
@@ -57,14 +59,8 @@ class LiftedPrior(nn.Module):
         self.register_buffer("lut", torch.tensor(PRIOR13_TO_CLASSES, dtype=torch.int64), persistent=False)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        prior, mapping, tsdf = batch["prior"], batch["mapping"], batch["tsdf"]
-        b, _, d, h, w = tsdf.shape
-        pixels = prior.reshape(b, -1)  # (B, H*W)
-        if mapping.shape != (b, d * h * w):
-            raise ValueError(f"mapping must be (B, {d * h * w}), got {tuple(mapping.shape)}")
-        mapped = (mapping >= 0) & (mapping < pixels.shape[1])
-        ids = torch.gather(pixels, 1, torch.where(mapped, mapping, 0).long())  # (B, N)
-        classes = torch.where(mapped, self.lut.to(ids.device)[ids.clamp(0, len(PRIOR13_TO_CLASSES) - 1)], 0)
-        semantic = torch.zeros(b, NUM_CLASSES, d * h * w, device=tsdf.device)
-        semantic.scatter_(1, classes[:, None], 1.0)
-        return {"semantic": semantic.reshape(b, NUM_CLASSES, d, h, w)}
+        d, h, w = batch["tsdf"].shape[2:]
+        onehot = lift_labels(batch["prior"], batch["mapping"], (d, h, w), len(PRIOR13_TO_CLASSES), fill=False)
+        classes = self.lut[onehot.argmax(1)]  # no pixel: all-zero one-hot -> id 0 (void) -> empty
+        semantic = F.one_hot(classes, NUM_CLASSES).movedim(-1, 1).to(onehot.dtype)
+        return {"semantic": semantic}
