@@ -18,7 +18,9 @@ sketch_aware_ssc_nyu`` works from any folder, installed or not. A run folder's r
 from __future__ import annotations
 
 import copy
+import difflib
 import importlib.resources
+import logging
 import math
 import os
 import re
@@ -29,6 +31,8 @@ import yaml
 
 from torchssc.io.atomic import atomic_path
 from torchssc.metrics import PROTOCOLS
+
+logger = logging.getLogger(__name__)
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML's 1.1 rules need
@@ -55,13 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "train_split": "train",  # split list <root>/<train_split>.txt
         "val_split": None,  # a separate split list for periodic validation, or None
         "val_fraction": 0.0,  # else hold out this fraction of train_split (seeded by train.seed)
-        "rgb": "auto",  # auto | true | false (SSCDataset)
-        "fine": False,  # load the 240x144x240 flipped TSDF (SSCNet)
-        "depth": False,  # load the depth image (VVNet)
-        "visibility": False,  # load the visibility volume
-        "prior": False,  # auto | true | false: the 2D semantic prior (seg_result_label13)
-        "forknet": False,  # load ForkNet's 80x48x80 volumes (prepare --forknet)
-        "fine_labels": False,  # load the 240x144x240 labels (prepare --fine-labels; CCPNet-style)
+        "dataset": "nyu",  # the dataset declaration: a built-in name (torchssc list) or a spec YAML (docs/datasets.md)
         "num_workers": 2,  # DataLoader worker processes per training process
         "check": False,  # before the first step, check every scene the run uses (the data doctor, docs/data.md)
     },
@@ -111,8 +109,6 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.amp": ("none", "bf16", "fp16"),
     "train.sampler": ("with_replacement", "shuffle"),
     "train.device": ("auto", "cpu", "cuda"),
-    "data.rgb": ("auto", True, False),
-    "data.prior": ("auto", True, False),
     "eval.protocol": PROTOCOLS,
 }
 
@@ -132,17 +128,48 @@ def _merge(base: dict, update: dict, prefix: str, source: str) -> None:
             raise ValueError(f"{source}: key {key!r} under '{prefix or '<top level>'}' is not a string")
         dotted = f"{prefix}.{key}" if prefix else key
         if _is_free_form(dotted) or _is_free_form(prefix):
-            base[key] = copy.deepcopy(value)
+            if isinstance(value, dict) and isinstance(base.get(key), dict):  # layers merge key by key
+                _merge_free(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
             continue
         if key not in base:
-            known = ", ".join(sorted(base)) if isinstance(base, dict) else ""
-            raise ValueError(f"{source}: unknown config key '{dotted}' (known under '{prefix or '<top level>'}': {known})")
+            raise ValueError(f"{source}: unknown config key '{dotted}'{_suggest(key, base, prefix)}")
         if isinstance(base[key], dict):
             _merge(base[key], value, dotted, source)
         else:
             if isinstance(value, dict):
                 raise ValueError(f"{source}: config key '{dotted}' takes a value, not a mapping")
             base[key] = value
+
+
+def _merge_free(base: dict, update: dict) -> None:
+    """Deep-merge a free-form mapping (``model.kwargs``) of a later recipe layer into ``base``."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_free(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _suggest(key: str, section: Any, prefix: str) -> str:
+    """`` (did you mean 'x'?)`` for a mistyped key, else the keys known under ``prefix``."""
+    known = sorted(section) if isinstance(section, dict) else []
+    dotted = f"{prefix}.{key}" if prefix else key
+    if dotted in LEGACY_KEYS:
+        return f": {LEGACY_KEYS[dotted]}"
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if near:
+        return f"; did you mean '{prefix + '.' if prefix else ''}{near[0]}'?"
+    return f" (known under '{prefix or '<top level>'}': {', '.join(known)})"
+
+
+LEGACY_KEYS = {f"data.{k}": "inputs are declared by the model, its loss and the protocol now (torchssc list); "
+               "the recipe no longer sets them" for k in
+               ("rgb", "fine", "depth", "visibility", "prior", "forknet", "fine_labels")}
+"""Keys of recipes before declared inputs (docs/datasets.md): dropped, with a warning, from
+recipe files and checkpoints (old run folders keep working), refused with this reason in
+overrides."""
 
 
 def apply_override(cfg: dict, override: str) -> None:
@@ -171,7 +198,7 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
         here = ".".join(parts[: i + 1])
         if part not in node:
             if not _is_free_form(".".join(parts[:i])):
-                raise ValueError(f"{source}: unknown config key '{here}'")
+                raise ValueError(f"{source}: unknown config key '{here}'{_suggest(part, node, '.'.join(parts[:i]))}")
             node[part] = {}
         if not isinstance(node[part], dict):
             raise ValueError(f"{source}: '{here}' is a value, not a section")
@@ -180,7 +207,7 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
     if _is_free_form(dotted) or _is_free_form(".".join(parts[:-1])):
         node[last] = copy.deepcopy(value)
     elif last not in node:
-        raise ValueError(f"{source}: unknown config key '{dotted}'")
+        raise ValueError(f"{source}: unknown config key '{dotted}'{_suggest(last, node, '.'.join(parts[:-1]))}")
     elif isinstance(node[last], dict):
         _merge(node[last], value, dotted, source)
     else:
@@ -189,8 +216,7 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
         node[last] = value
 
 
-BOOLEANS = ("data.check", "data.fine", "data.depth", "data.visibility", "data.forknet", "data.fine_labels",
-            "optim.nesterov", "train.deterministic", "train.progress")
+BOOLEANS = ("data.check", "optim.nesterov", "train.deterministic", "train.progress")
 """Keys that take ``true`` or ``false`` (not 0/1, not a string)."""
 
 POSITIVE_INTS = ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size")
@@ -198,7 +224,7 @@ POSITIVE_INTS_OR_NULL = ("train.iters_per_epoch", "train.max_iters")
 NON_NEGATIVE_INTS = ("train.eval_every", "data.num_workers", "train.seed", "eval.seed")
 POSITIVE_NUMBERS = ("optim.lr", "optim.step_gamma")
 NON_NEGATIVE_NUMBERS = ("optim.weight_decay", "optim.poly_power")
-STRINGS = ("model.name", "loss.name", "run.dir")
+STRINGS = ("model.name", "loss.name", "run.dir", "data.dataset")
 STRINGS_OR_NULL = ("data.root",)
 SPLITS = ("data.train_split", "data.val_split")
 """A split list's name, or an explicit non-empty list of scene ids (``[3, 4, 5]`` or ``["0003"]``)."""
@@ -305,7 +331,8 @@ def recipes_dir() -> Path:
 
 
 def list_recipes() -> list[str]:
-    """Names of the shipped recipes (file stems, sorted), e.g. ``sketch_aware_ssc_nyu``."""
+    """Names of the shipped recipes (file stems, sorted), e.g. ``sketch_aware_ssc_nyu``; their
+    parts (``configs/<kind>/``) are listed by :func:`list_parts`."""
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
@@ -330,36 +357,108 @@ def find_recipe(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
-    """Read a YAML recipe, merge it over :data:`DEFAULTS`, then apply ``key.sub=value`` overrides.
+def recipe_layers(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> list[tuple[str, dict]]:
+    """The layers of a recipe file, in merge order: ``[(source, mapping), ...]``.
 
-    Args:
-        path: a recipe file (e.g. a run folder's ``config.yaml``) or a shipped recipe's name
-            (:func:`find_recipe`).
-        overrides: dotted ``key=value`` strings, values parsed as YAML.
-
-    Returns:
-        The resolved recipe, a plain nested dict (YAML-serialisable). ``run.name`` defaults to
-        the recipe file's stem.
+    A recipe may name parts to compose under ``compose:`` (a list): each is a path relative to
+    the file's folder or to the shipped recipes' folder (``dataset/nyu``, ``model/unet3d_prior``,
+    ``schedule/cpu_600``; ``.yaml`` optional), itself a recipe that may compose further. Its
+    layers come first, in list order, then the file's own keys.
 
     Raises:
-        FileNotFoundError: no such file or recipe.
-        ValueError: unparsable YAML, an unknown key (named), or a value out of range.
+        FileNotFoundError: a part that exists nowhere (naming the recipe that asked for it).
+        ValueError: unparsable YAML, a ``compose`` that is not a list of names, or a cycle.
     """
-    path = find_recipe(path)
+    path = Path(path)
     try:
         loaded = _yaml_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if loaded is None:
+        return []
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+    loaded = dict(loaded)
+    parts = loaded.pop("compose", [])
+    if not isinstance(parts, list) or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f"{path}: 'compose' must be a list of recipe parts, e.g. [dataset/nyu, model/unet3d_prior]")
+    layers: list[tuple[str, dict]] = []
+    for part in parts:
+        found = _find_part(part, path)
+        if found.resolve() in _seen or found.resolve() == path.resolve():
+            raise ValueError(f"{path}: composing '{part}' makes a cycle")
+        layers.extend(recipe_layers(found, _seen + (path.resolve(),)))
+    layers.append((str(path), loaded))
+    return layers
+
+
+def _find_part(part: str, including: Path) -> Path:
+    """A composed part's file: beside the including recipe, else among the shipped recipes."""
+    name = part if part.endswith((".yaml", ".yml")) else f"{part}.yaml"
+    for folder in (including.parent, recipes_dir()):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{including}: composes '{part}', found neither beside it nor among the shipped "
+                            f"recipe parts ({', '.join(list_parts())})")
+
+
+def list_parts() -> list[str]:
+    """The shipped recipe parts, ``kind/name`` (``dataset/nyu``, ``model/sscnet``, ...)."""
+    return sorted(f"{p.parent.name}/{p.stem}" for p in recipes_dir().glob("*/*.yaml"))
+
+
+def _drop_legacy(layer: dict, source: str) -> dict:
+    """A saved recipe (a run folder's ``config.yaml``, a checkpoint's) from before declared inputs
+    may carry ``data.rgb`` and its kind: they mean nothing now and are dropped."""
+    data = layer.get("data")
+    if not isinstance(data, dict):
+        return layer
+    old = [k for k in data if f"data.{k}" in LEGACY_KEYS]
+    if not old:
+        return layer
+    logger.warning("%s: ignoring %s (inputs are declared by the model now)", source, ", ".join(f"data.{k}" for k in old))
+    return {**layer, "data": {k: v for k, v in data.items() if k not in old}}
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
+    """Read a YAML recipe with its composed parts, merge it over :data:`DEFAULTS`, then apply
+    ``key.sub=value`` overrides.
+
+    Args:
+        path: a recipe file (e.g. a run folder's ``config.yaml``) or a shipped recipe's name
+            (:func:`find_recipe`).
+        overrides: dotted ``key=value`` strings, values parsed as YAML. Keys of older
+            versions (:data:`LEGACY_KEYS`) are dropped from files with a warning (a run folder's
+            ``config.yaml`` keeps working) and refused in overrides.
+
+    Returns:
+        The resolved recipe, a plain nested dict (YAML-serialisable), without ``compose``.
+        ``run.name`` defaults to the recipe file's stem.
+
+    Raises:
+        FileNotFoundError: no such file, recipe or part.
+        ValueError: unparsable YAML, an unknown key (named, with the nearest known one), or a
+            value out of range.
+    """
+    path = find_recipe(path)
     cfg = copy.deepcopy(DEFAULTS)
-    if loaded is not None:
-        _merge(cfg, loaded, "", str(path))
+    for source, layer in recipe_layers(path):
+        _merge(cfg, _drop_legacy(layer, source), "", source)
     for override in overrides:
         apply_override(cfg, override)
     if cfg["run"]["name"] is None:
         cfg["run"]["name"] = path.stem
     validate_config(cfg)
     return cfg
+
+
+def upgrade_saved(cfg: dict) -> dict:
+    """A recipe stored by an older torchssc (inside a checkpoint) in today's schema: legacy
+    keys dropped, new keys at their defaults. Returns a new dict; ``cfg`` is not changed."""
+    out = copy.deepcopy(DEFAULTS)
+    _merge(out, _drop_legacy(copy.deepcopy(cfg), "checkpoint"), "", "the checkpoint's recipe")
+    return out
 
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:

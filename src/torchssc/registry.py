@@ -8,24 +8,32 @@ from typing import Any, Callable
 class Registry:
     """Maps names to keyword-only builder functions.
 
-    ``register(name)`` is a decorator; ``build(name, **kwargs)`` calls the builder;
-    ``names()`` lists what is registered. ``loader`` (optional) is called before any lookup to
-    import the modules that register built-ins.
+    ``register(name, **info)`` is a decorator; ``build(name, **kwargs)`` calls the builder;
+    ``names()`` lists what is registered; ``info(name)`` returns the declarations given at
+    registration (a model's ``inputs``, a loss's ``targets``). ``loader`` (optional) is called
+    before any lookup to import the modules that register built-ins.
     """
 
     def __init__(self, kind: str, loader: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self._table: dict[str, Callable[..., Any]] = {}
+        self._info: dict[str, dict[str, Any]] = {}
         self._loader = loader
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(self, name: str, **info: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._table and self._table[name] is not builder:
                 raise ValueError(f"{self.kind} name {name!r} is already registered")
             self._table[name] = builder
+            self._info[name] = dict(info)
             return builder
 
         return wrap
+
+    def info(self, name: str) -> dict[str, Any]:
+        """The declarations ``name`` was registered with (a copy)."""
+        self.get(name)
+        return dict(self._info[name])
 
     def _load(self) -> None:
         if self._loader is not None:

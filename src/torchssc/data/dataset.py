@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from torchssc.geometry import LABEL_SHAPE
-from torchssc.io.prepared import REQUIRED, frame_paths, read_frame, read_split
+from torchssc.datasets import DatasetSpec, get_dataset_spec
+from torchssc.io.prepared import BASE_KEYS, OPTIONAL_KEYS, REQUIRED, frame_paths, read_frame, read_split
+from torchssc.prepare.sketch import sketch_from_labels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """Per-channel RGB mean of ImageNet (pixel values scaled to [0, 1])."""
@@ -77,31 +78,34 @@ def _missing_report(missing: list[Path], what: str) -> str:
 class SSCDataset(Dataset):
     """Prepared SSC frames under ``root`` (TorchSSC layout plus torchssc's extras).
 
+    Every item has :data:`~torchssc.io.prepared.BASE_KEYS` (``tsdf``, ``mapping``, ``label``,
+    ``label_weight``, ``sketch_gt``) and ``id``; the other keys are loaded exactly when asked
+    for (``keys``): a model, its loss and the evaluation protocol declare what they read, and
+    the engine asks for the union (docs/architecture.md). ``pose``, ``origin`` and
+    ``intrinsics`` are also included when every frame has its ``Meta/`` file (frames prepared by
+    ``torchssc prepare`` do; third-party TorchSSC data does not).
+
     Args:
         root: folder holding ``train.txt``/``test.txt``, ``TSDF/``, ``Mapping/``, ``Label/``
             (or the release's ``T/``, ``Mapping/``, ``L/``), and optionally ``sketch3D/``
             (computed from the labels when missing), ``RGB/``, ``Meta/``, ``Depth/``,
-            ``Visibility/``, ``TSDFFine/``, ``seg_result_label13/``.
+            ``Visibility/``, ``TSDFFine/``, ``seg_result_label13/``, ``ForkNet/``, ``LabelFine/``.
         split: a split name (reads ``<root>/<split>.txt``, e.g. ``"train"``, ``"test"``) or an
             explicit sequence of frame ids (``"0001"``; ints are formatted ``%04d``).
-        rgb: ``True`` requires every frame's RGB; ``False`` never loads it; ``"auto"`` loads it
-            when every listed frame has one and omits the key for all otherwise.
-        fine: also load ``tsdf_fine`` (SSCNet input); required for every frame.
-        depth: also load ``depth``; required for every frame.
-        visibility: also load ``visibility``; required for every frame.
-        prior: the 2D semantic prior (``seg_result_label13/<id>.png``, NYU-13 ids): ``True``
-            requires it for every frame, ``False`` never loads it, ``"auto"`` loads it when
-            every listed frame has one.
-        forknet: also load ForkNet's volumes (``forknet_*``; ``ForkNet/``); required for every frame.
-        fine_labels: also load ``label_fine`` (``LabelFine/``); required for every frame.
-
-    ``pose``, ``origin`` and ``intrinsics`` are included when every frame has its ``Meta/``
-    file (frames prepared by ``torchssc prepare`` do; third-party TorchSSC data does not).
+        keys: batch keys beyond the base ones, each of
+            :data:`~torchssc.io.prepared.OPTIONAL_KEYS` (``rgb``, ``prior``, ``depth``, ``pose``,
+            ``visibility``, ``tsdf_fine``, ``forknet_tsdf``, ``label_fine``, ...); a mapping
+            ``{key: who needs it}`` (e.g. ``"model 'ddrnet'"``) makes the missing-file error name
+            the reader.
+        spec: the dataset's declaration (:mod:`torchssc.datasets`; a name, a YAML path or a
+            :class:`~torchssc.datasets.DatasetSpec`): its grid shapes the tensors, its classes
+            bound the labels.
 
     Raises:
         FileNotFoundError: listing the missing files (up to 20, then a count) of every frame
-            that lacks a required or requested file, or when the split list does not exist.
-        ValueError: an empty split or a bad ``rgb`` value.
+            that lacks a required or requested file, or when the split list does not exist; the
+            first line names the key, who needs it and what provides it.
+        ValueError: an empty split or an unknown key.
     """
 
     def __init__(
@@ -109,18 +113,11 @@ class SSCDataset(Dataset):
         root: str | os.PathLike,
         split: str | Sequence[str | int],
         *,
-        rgb: bool | str = "auto",
-        fine: bool = False,
-        depth: bool = False,
-        visibility: bool = False,
-        prior: bool | str = False,
-        forknet: bool = False,
-        fine_labels: bool = False,
+        keys: Iterable[str] | Mapping[str, str] = (),
+        spec: DatasetSpec | str = "nyu",
     ):
-        for name, value in (("rgb", rgb), ("prior", prior)):
-            if value not in (True, False, "auto"):
-                raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
         self.root = Path(root)
+        self.spec = get_dataset_spec(spec)
         if isinstance(split, str):
             self.split_name: str | None = str(split)
             self.ids = read_split(self.root, str(split))
@@ -130,76 +127,76 @@ class SSCDataset(Dataset):
         if not self.ids:
             where = f"{self.root / (self.split_name + '.txt')}" if self.split_name else "the id list"
             raise ValueError(f"{where}: no frames listed")
-        self.fine = bool(fine)
-        self.depth = bool(depth)
-        self.visibility = bool(visibility)
-        self.forknet = bool(forknet)
-        self.fine_labels = bool(fine_labels)
+        readers = dict(keys) if isinstance(keys, Mapping) else {k: "" for k in keys}
+        unknown = sorted(set(readers) - set(OPTIONAL_KEYS) - set(BASE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown batch key(s) {unknown}; known: {', '.join(BASE_KEYS + tuple(OPTIONAL_KEYS))}")
+        self.keys = tuple(k for k in OPTIONAL_KEYS if k in readers)
+        files = {OPTIONAL_KEYS[k][0]: k for k in reversed(self.keys)}  # file field -> first key reading it
+        self._check_files(files, readers)
+        self.files = frozenset(files)
+        self.has_meta = "meta" in self.files or all(
+            frame_paths(self.root, i)["meta"].is_file() for i in self.ids)
 
-        need = list(REQUIRED)
-        if rgb is True:
-            need.append("rgb")
-        if self.fine:
-            need.append("tsdf_fine")
-        if self.depth:
-            need.append("depth")
-        if self.visibility:
-            need.append("visibility")
-        if prior is True:
-            need.append("prior")
-        if self.forknet:
-            need.append("forknet")
-        if self.fine_labels:
-            need.append("label_fine")
+    def _check_files(self, files: dict[str, str], readers: dict[str, str]) -> None:
+        """Every listed frame has the base files and those of the requested keys."""
         missing: list[Path] = []
-        all_rgb = all_meta = all_prior = True
+        lacking: dict[str, list[Path]] = {}
         for frame_id in self.ids:
             paths = frame_paths(self.root, frame_id)
-            missing.extend(paths[k] for k in need if not paths[k].is_file())
-            all_rgb &= paths["rgb"].is_file()
-            all_meta &= paths["meta"].is_file()
-            all_prior &= paths["prior"].is_file()
+            missing.extend(paths[k] for k in REQUIRED if not paths[k].is_file())
+            for field in files:
+                if not paths[field].is_file():
+                    lacking.setdefault(field, []).append(paths[field])
+        what = f"split '{self.split_name}'" if self.split_name else f"{len(self.ids)} listed frame(s)"
         if missing:
-            what = f"split '{self.split_name}'" if self.split_name else f"{len(self.ids)} listed frame(s)"
-            raise FileNotFoundError(f"{self.root}: " + _missing_report(missing, what))
-        self.has_rgb = all_rgb if rgb == "auto" else bool(rgb)
-        self.has_prior = all_prior if prior == "auto" else bool(prior)
-        self.has_meta = all_meta
+            raise FileNotFoundError(f"{self.root}: " + _missing_report(missing + sum(lacking.values(), []), what))
+        if lacking:  # a declared input the folder does not have: say who needs it and what gives it
+            field, paths = next(iter(lacking.items()))
+            key = files[field]
+            who = readers.get(key) or "this run"
+            raise FileNotFoundError(
+                f"{who} needs input '{key}', which {self.root} lacks for {len(paths)} of the {len(self.ids)} "
+                f"frame(s) of {what} (e.g. {paths[0]}); it comes from {OPTIONAL_KEYS[key][1]}")
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
         frame_id = self.ids[index]
+        want = self.files
         frame = read_frame(
-            self.root, frame_id, rgb=self.has_rgb, fine=self.fine, visibility=self.visibility,
-            depth=self.depth, prior=self.has_prior, forknet=self.forknet, fine_labels=self.fine_labels,
+            self.root, frame_id, rgb="rgb" in want, fine="tsdf_fine" in want, visibility="visibility" in want,
+            depth="depth" in want, prior="prior" in want, forknet="forknet" in want,
+            fine_labels="label_fine" in want, spec=self.spec,
         )
+        grid = self.spec.grid
         item: dict = {"id": frame_id}
-        if self.has_rgb:
+        if "rgb" in want:
             if frame.rgb is None:  # deleted after construction
                 raise FileNotFoundError(f"{frame_paths(self.root, frame_id)['rgb']}: missing")
             item["rgb"] = normalize_rgb(frame.rgb)
-        item["tsdf"] = torch.from_numpy(frame.tsdf.astype(np.float32)).reshape(1, *LABEL_SHAPE)
+        item["tsdf"] = torch.from_numpy(frame.tsdf.astype(np.float32)).reshape(1, *grid)
         item["mapping"] = torch.from_numpy(frame.mapping.astype(np.int64)).reshape(-1)
-        item["label"] = torch.from_numpy(frame.label.astype(np.int64)).reshape(LABEL_SHAPE)
-        item["label_weight"] = torch.from_numpy(frame.label_weight.astype(np.float32)).reshape(LABEL_SHAPE)
-        item["sketch_gt"] = torch.from_numpy(frame.sketch.astype(np.int64)).reshape(LABEL_SHAPE)
-        if self.fine:
+        item["label"] = torch.from_numpy(frame.label.astype(np.int64)).reshape(grid)
+        item["label_weight"] = torch.from_numpy(frame.label_weight.astype(np.float32)).reshape(grid)
+        sketch = frame.sketch if frame.sketch is not None else sketch_from_labels(frame.label, self.spec.ignore_id)
+        item["sketch_gt"] = torch.from_numpy(sketch.astype(np.int64)).reshape(grid)
+        if "tsdf_fine" in want:
             item["tsdf_fine"] = torch.from_numpy(frame.tsdf_fine.astype(np.float32)).unsqueeze(0)
-        if self.depth:
+        if "depth" in want:
             item["depth"] = torch.from_numpy(frame.depth.astype(np.float32)).unsqueeze(0)
-        if self.visibility:
-            item["visibility"] = torch.from_numpy(frame.visibility.astype(np.int64)).reshape(LABEL_SHAPE)
-        if self.has_prior:
+        if "visibility" in want:
+            item["visibility"] = torch.from_numpy(frame.visibility.astype(np.int64)).reshape(grid)
+        if "prior" in want:
             item["prior"] = torch.from_numpy(frame.prior.astype(np.int64))
-        if self.forknet:
+        if "forknet" in want:
             tsdf = frame.forknet_tsdf
             tsdf = np.where(tsdf < -1.0, np.float32(0.0), tsdf)  # ForkNet's loader: invalid (-2) -> 0
             item["forknet_tsdf"] = torch.from_numpy(tsdf.astype(np.float32)).unsqueeze(0)
             item["forknet_label"] = torch.from_numpy(frame.forknet_label.astype(np.int64))
             item["forknet_surface"] = torch.from_numpy(frame.forknet_surface.astype(np.uint8))
-        if self.fine_labels:
+        if "label_fine" in want:
             item["label_fine"] = torch.from_numpy(frame.label_fine.astype(np.uint8))
         if self.has_meta:
             if frame.pose is None:  # deleted after construction
@@ -223,8 +220,6 @@ class SSCDataset(Dataset):
 
     def __repr__(self) -> str:
         split = self.split_name if self.split_name is not None else f"<{len(self.ids)} ids>"
-        extras = [k for k, on in (("rgb", self.has_rgb), ("fine", self.fine), ("depth", self.depth),
-                                  ("visibility", self.visibility), ("prior", self.has_prior),
-                                  ("meta", self.has_meta), ("forknet", self.forknet),
-                                  ("fine_labels", self.fine_labels)) if on]
-        return f"SSCDataset(root={str(self.root)!r}, split={split!r}, frames={len(self)}, extras={extras})"
+        extras = list(self.keys) + (["meta"] if self.has_meta and "pose" not in self.keys else [])
+        return (f"SSCDataset(root={str(self.root)!r}, split={split!r}, frames={len(self)}, "
+                f"dataset={self.spec.name!r}, extras={extras})")

@@ -3,25 +3,41 @@ optimiser, LR schedule. Library code never reads the recipe; only these builders
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import inspect
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.prepared import read_split
-from torchssc.losses.registry import get_loss
-from torchssc.models.registry import get_model
+from torchssc.losses.registry import LOSSES, get_loss, loss_targets
+from torchssc.models.registry import MODELS, get_model, model_inputs
 
 # Modules whose ``weight`` gets weight decay (docs/training.md: conv weights only — linear layers too).
 DECAYED_MODULES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
+def dataset_spec(cfg: dict) -> DatasetSpec:
+    """The recipe's dataset declaration, ``data.dataset`` (a built-in name or a spec YAML)."""
+    return get_dataset_spec(cfg["data"]["dataset"])
+
+
+def _with_spec(builder: Callable, kwargs: dict, spec: DatasetSpec) -> dict:
+    """``kwargs`` plus ``num_classes`` from the dataset spec, when the builder takes it and the
+    recipe does not set it (the recipe's value wins)."""
+    params = inspect.signature(builder).parameters
+    takes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return {"num_classes": spec.num_classes, **kwargs} if takes else kwargs
+
+
 def build_model(cfg: dict) -> nn.Module:
-    """``get_model(cfg.model.name, **cfg.model.kwargs)``; bad keyword arguments are a ValueError
-    naming the model (the free-form kwargs are validated by building)."""
+    """``get_model(cfg.model.name, num_classes=<the dataset's>, **cfg.model.kwargs)``; bad keyword
+    arguments are a ValueError naming the model (the free-form kwargs are validated by building)."""
     name, kwargs = cfg["model"]["name"], dict(cfg["model"]["kwargs"])
+    kwargs = _with_spec(MODELS.get(name), kwargs, dataset_spec(cfg))
     try:
         return get_model(name, **kwargs)
     except TypeError as exc:
@@ -29,13 +45,38 @@ def build_model(cfg: dict) -> nn.Module:
 
 
 def build_loss(cfg: dict) -> Callable[[dict, dict], dict]:
-    """``get_loss(cfg.loss.name, **cfg.loss.kwargs)``: called as ``loss(outputs, batch)`` and
-    returning a dict of scalar tensors with ``"total"``."""
+    """``get_loss(cfg.loss.name, num_classes=<the dataset's>, **cfg.loss.kwargs)``: called as
+    ``loss(outputs, batch)`` and returning a dict of scalar tensors with ``"total"``."""
     name, kwargs = cfg["loss"]["name"], dict(cfg["loss"]["kwargs"])
+    kwargs = _with_spec(LOSSES.get(name), kwargs, dataset_spec(cfg))
     try:
         return get_loss(name, **kwargs)
     except TypeError as exc:
         raise ValueError(f"loss {name!r} rejected loss.kwargs {sorted(kwargs)}: {exc}") from None
+
+
+PROTOCOL_INPUTS = {"sscnet": ("visibility",)}
+"""Batch keys an evaluation protocol reads beyond the base ones."""
+
+
+def run_inputs(cfg: dict, model: nn.Module | None = None, *, loss: bool = True,
+               protocols: Iterable[str] = ()) -> dict[str, str]:
+    """The batch keys a run reads, each with who reads it: ``{key: "model 'ddrnet'", ...}``.
+
+    The union of the model's declared inputs (:func:`~torchssc.models.registry.model_inputs`;
+    the built ``model``'s own when given), the loss's targets (``loss=True``) and the protocols'
+    needs (:data:`PROTOCOL_INPUTS`). The dataset loads exactly these."""
+    keys: dict[str, str] = {}
+    name = cfg["model"]["name"]
+    for key in model_inputs(name, model):
+        keys.setdefault(key, f"model '{name}'")
+    if loss:
+        for key in loss_targets(cfg["loss"]["name"]):
+            keys.setdefault(key, f"loss '{cfg['loss']['name']}'")
+    for protocol in protocols:
+        for key in PROTOCOL_INPUTS.get(protocol, ()):
+            keys.setdefault(key, f"protocol '{protocol}'")
+    return keys
 
 
 def _root(cfg: dict) -> str:
@@ -67,20 +108,16 @@ def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]
     return [i for k, i in enumerate(ids) if k not in held], [i for k, i in enumerate(ids) if k in held]
 
 
-def build_dataset(cfg: dict, split: str | Sequence[str]) -> Dataset:
-    """``SSCDataset(cfg.data.root, split, rgb=, fine=, depth=, visibility=, prior=, forknet=,
-    fine_labels=)`` from ``cfg.data``.
+def build_dataset(cfg: dict, split: str | Sequence[str], keys: Iterable[str] | Mapping[str, str] = ()) -> Dataset:
+    """``SSCDataset(cfg.data.root, split, keys=keys, spec=cfg.data.dataset)``.
 
-    ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids.
+    ``split``: a split name (``"train"``, ``"test"``) or a list of frame ids. ``keys``: the batch
+    keys beyond the base ones, usually :func:`run_inputs` (which names who needs each, so a
+    missing input is reported against the model or loss that reads it).
     """
     from torchssc.data import SSCDataset
 
-    data = cfg["data"]
-    return SSCDataset(
-        _root(cfg), split, rgb=data["rgb"], fine=data["fine"], depth=data["depth"],
-        visibility=data["visibility"], prior=data["prior"], forknet=data["forknet"],
-        fine_labels=data["fine_labels"],
-    )
+    return SSCDataset(_root(cfg), split, keys=keys, spec=dataset_spec(cfg))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -169,6 +206,9 @@ def resolve_iters_per_epoch(cfg: dict, num_frames: int) -> int:
 
 
 __all__ = [
+    "PROTOCOL_INPUTS",
+    "dataset_spec",
+    "run_inputs",
     "build_model",
     "build_loss",
     "build_dataset",

@@ -48,7 +48,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from torchssc.config import diff_configs
+from torchssc.config import diff_configs, upgrade_saved
 from torchssc.engine.builders import build_model
 from torchssc.engine.distributed import seed_everything
 from torchssc.io.atomic import atomic_path
@@ -316,7 +316,7 @@ def load_model(path: str | os.PathLike, cfg: dict | None = None, *, device: str 
             weights do not fit the model.
     """
     state = load_checkpoint(path, map_location="cpu")
-    saved = state["config"] if isinstance(state["config"], dict) else None
+    saved = upgrade_saved(state["config"]) if isinstance(state["config"], dict) else None
     if cfg is None:
         if saved is None:
             raise ValueError(f"{path}: the checkpoint holds no recipe to build its model from")
@@ -413,7 +413,7 @@ def restore_training_state(
 
 def warn_changed_recipe(state: dict, cfg: dict, path: str | os.PathLike) -> None:
     """Warn when a run resumes ``state`` with a recipe that differs from the one it was trained with."""
-    changed = diff_configs(state["config"], cfg)
+    changed = diff_configs(upgrade_saved(state["config"]), cfg)
     if changed:
         logger.warning("resuming %s with a recipe that differs from the checkpoint's in: %s", path, ", ".join(changed))
 

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from torchssc.benchmark_grid import to_label_grid
-from torchssc.engine.builders import build_dataset
+from torchssc.engine.builders import build_dataset, run_inputs
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_model
 from torchssc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
 from torchssc.engine.logs import json_ready
@@ -220,27 +220,16 @@ class Scores:
     non_finite_frames: int = 0
 
 
-def scoring_dataset(cfg: dict, split: str | Sequence[str], protocols: Iterable[str]) -> Dataset:
-    """The recipe's dataset of ``split``, with the visibility volumes when ``sscnet`` is scored.
+def scoring_dataset(cfg: dict, split: str | Sequence[str], protocols: Iterable[str],
+                    model: nn.Module | None = None) -> Dataset:
+    """The recipe's dataset of ``split`` with what the model and the protocols read
+    (:func:`~torchssc.engine.builders.run_inputs`: e.g. the visibility volumes for ``sscnet``).
 
     Raises:
-        ValueError: ``sscnet`` is among ``protocols`` but not every frame has a visibility volume
-            (``torchssc`` and ``all`` need none).
-        FileNotFoundError: other files are missing (as :func:`~torchssc.engine.builders.build_dataset`).
+        FileNotFoundError: a file is missing; for a declared input, one line naming who needs it
+            (the model, or ``protocol 'sscnet'``) and what provides it.
     """
-    if "sscnet" not in protocols:
-        return build_dataset(cfg, split)
-    data = cfg["data"]
-    try:
-        return build_dataset({**cfg, "data": {**data, "visibility": True}}, split)
-    except FileNotFoundError:
-        build_dataset({**cfg, "data": {**data, "visibility": False}}, split)  # another file missing: that error
-    where = f"split '{split}'" if isinstance(split, str) else f"{len(split)} listed frames"
-    raise ValueError(
-        f"protocol 'sscnet' needs a visibility volume for every frame (Visibility/<id>.npz, written by "
-        f"torchssc prepare), and {where} of {data['root']} does not have one for every frame: score it "
-        f"under 'torchssc' or 'all', or prepare the frames again"
-    )
+    return build_dataset(cfg, split, run_inputs(cfg, model, loss=False, protocols=protocols))
 
 
 def _no_pixel(batch: dict) -> int:
@@ -449,10 +438,12 @@ def evaluate_checkpoints(
     info = init_distributed(cfg["train"]["device"])
     records: list[dict] = []
     try:
-        dataset = scoring_dataset(cfg, split, protocols)
+        dataset = None
         seed = int(cfg["eval"]["seed"])
         for path in checkpoints:
             model, state = load_model(path, cfg, device=info.device)
+            if dataset is None:  # the model's declared inputs decide what is loaded
+                dataset = scoring_dataset(cfg, split, protocols, model)
             target = None
             if save_dir is not None:
                 target = Path(save_dir) if len(checkpoints) == 1 else Path(save_dir) / Path(path).stem

@@ -53,6 +53,7 @@ from torchssc.engine.builders import (
     build_optimizer,
     build_scheduler,
     resolve_iters_per_epoch,
+    run_inputs,
     split_train_val,
 )
 from torchssc.engine.checkpoint import (
@@ -250,14 +251,16 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     train_split, val_split = split_train_val(cfg)
     if info.is_main and isinstance(val_split, list):  # the held-out scenes, for the record
         write_split(out, "val_ids", val_split)
-    train_set = build_dataset(cfg, train_split)
+    model = build_model(cfg)
+    inputs = run_inputs(cfg, model)  # what the model and its loss read: the data loads exactly that
+    train_set = build_dataset(cfg, train_split, inputs)
     iters_per_epoch = resolve_iters_per_epoch(cfg, len(train_set))
     total_iters = t["epochs"] * iters_per_epoch
     stop_at = min(total_iters, t["max_iters"] or total_iters)
     loader, sampler = _train_loader(cfg, train_set, iters_per_epoch, info)
-    val_set = _validation_set(cfg, val_split, info)
+    val_set = _validation_set(cfg, val_split, info, model)
 
-    model = build_model(cfg).to(info.device)
+    model = model.to(info.device)
     if info.world_size > 1:
         model = convert_sync_batchnorm(model, info.device)
     loss_fn = build_loss(cfg)
@@ -400,7 +403,8 @@ def _train_loader(cfg: dict, train_set: Dataset, iters_per_epoch: int, info: Dis
     return loader, sampler
 
 
-def _validation_set(cfg: dict, val_split: str | list[str] | None, info: DistInfo) -> Dataset | None:
+def _validation_set(cfg: dict, val_split: str | list[str] | None, info: DistInfo,
+                    model: nn.Module) -> Dataset | None:
     """The validation frames (:func:`scoring_dataset` for ``eval.protocol``), or ``None`` when the
     recipe validates nothing."""
     if val_split is None:
@@ -409,7 +413,7 @@ def _validation_set(cfg: dict, val_split: str | list[str] | None, info: DistInfo
         if info.is_main:
             logger.warning("a validation set is configured but train.eval_every=0: it is never evaluated")
         return None
-    return scoring_dataset(cfg, val_split, [cfg["eval"]["protocol"]])
+    return scoring_dataset(cfg, val_split, [cfg["eval"]["protocol"]], model)
 
 
 def _checkpoint_path(out: Path, epoch: int, finished: bool, stopping: bool, ckpt_every: int) -> Path | None:

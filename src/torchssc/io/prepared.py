@@ -11,8 +11,8 @@
 
 The released NYU files are read as they are: ``L/`` and ``T/`` (the names SISNet and CVSformer
 use) stand for ``Label/`` and ``TSDF/``; int32 labels, float64 weights and int64 mappings are
-accepted; a missing ``sketch3D/`` file is computed from the labels on load (about 14 ms, never
-written into the data folder); the 2D semantic prior is read when present:
+accepted; a missing ``sketch3D/`` file is left to the reader (``SSCDataset`` computes it from
+the labels, about 14 ms, never written into the data folder); the 2D semantic prior is read when present:
 
     <root>/seg_result_label13/<id>.png  8-bit 480x640 NYU-13 ids 0..13 (0 void)
 
@@ -41,12 +41,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from torchssc.geometry import FINE_SHAPE, LABEL_SHAPE, LABEL_NUMEL, NUM_CLASSES
+from torchssc.datasets import DatasetSpec, get_dataset_spec
+from torchssc.geometry import FINE_SHAPE
+from torchssc.io.atomic import atomic_path, write_bytes_atomic
+from torchssc.io.depthbin import read_depth_png, write_depth_png
 
 FORKNET_GRID = tuple(s // 3 for s in FINE_SHAPE)
 """ForkNet's grid (80, 48, 80): 3 fine voxels per voxel (:mod:`torchssc.prepare.projective_tsdf`)."""
-from torchssc.io.atomic import atomic_path, write_bytes_atomic
-from torchssc.io.depthbin import read_depth_png, write_depth_png
 
 SPLITS = ("train", "test")
 PRIOR_CLASSES = 14
@@ -65,7 +66,8 @@ class PreparedFrame:
         label_weight: ``(60, 36, 60) uint8`` 0/1.
         mapping: ``(129600,) int64`` pixel index per voxel; ``H*W`` = no pixel.
         label: ``(60, 36, 60) uint8`` 0..11 or 255.
-        sketch: ``(60, 36, 60) uint8`` 0/1.
+        sketch: ``(60, 36, 60) uint8`` 0/1; ``None`` when read from a folder without
+            ``sketch3D/`` (compute it with :func:`torchssc.prepare.sketch.sketch_from_labels`).
         rgb: ``(H, W, 3) uint8`` or None.
         pose: ``(4, 4) float64`` camera-to-world, or None.
         origin: ``(3,) float64`` world corner of the grid, or None.
@@ -83,7 +85,7 @@ class PreparedFrame:
     label_weight: np.ndarray
     mapping: np.ndarray
     label: np.ndarray
-    sketch: np.ndarray
+    sketch: np.ndarray | None
     rgb: np.ndarray | None = None
     pose: np.ndarray | None = None
     origin: np.ndarray | None = None
@@ -129,6 +131,26 @@ def frame_paths(root: str | os.PathLike, frame_id: str) -> dict[str, Path]:
 
 REQUIRED = ("tsdf", "mapping", "label")
 """Files every prepared frame has (the sketch is computed from the labels when missing)."""
+
+BASE_KEYS = ("tsdf", "mapping", "label", "label_weight", "sketch_gt")
+"""Batch keys every item has: they come from the files of :data:`REQUIRED`."""
+
+OPTIONAL_KEYS: dict[str, tuple[str, str]] = {
+    "rgb": ("rgb", "RGB images (NYU: torchssc prepare --mat nyu_depth_v2_labeled.mat)"),
+    "prior": ("prior", "a 2D semantic prior per frame (seg_result_label13/<id>.png, NYU-13 ids)"),
+    "depth": ("depth", "depth images (torchssc prepare writes Depth/)"),
+    "pose": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
+    "origin": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
+    "intrinsics": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
+    "visibility": ("visibility", "visibility volumes (torchssc prepare writes Visibility/)"),
+    "tsdf_fine": ("tsdf_fine", "the fine flipped TSDF (torchssc prepare --fine)"),
+    "forknet_tsdf": ("forknet", "ForkNet's volumes (torchssc prepare --forknet)"),
+    "forknet_label": ("forknet", "ForkNet's volumes (torchssc prepare --forknet)"),
+    "forknet_surface": ("forknet", "ForkNet's volumes (torchssc prepare --forknet)"),
+    "label_fine": ("label_fine", "the fine labels (torchssc prepare --fine-labels)"),
+}
+"""Batch keys a model, loss or protocol may declare beyond :data:`BASE_KEYS`: key -> (the
+:func:`frame_paths` field it is read from, what provides that file)."""
 
 
 def missing_files(root: str | os.PathLike, frame_id: str, need: tuple[str, ...] = REQUIRED) -> list[Path]:
@@ -223,14 +245,17 @@ def read_prior(path: str | os.PathLike, size: tuple[int, int] = (480, 640)) -> n
     return prior.astype(np.uint8)
 
 
-def read_labels(path: Path) -> np.ndarray:
-    """``(60, 36, 60) uint8`` labels 0..11 or 255 from a ``Label/`` (or ``L/``) ``.npz``."""
-    label = _as_grid(load_npz(path)[0], LABEL_SHAPE, path)
+def read_labels(path: Path, spec: DatasetSpec | str = "nyu") -> np.ndarray:
+    """``spec.grid uint8`` labels (NYU: ``(60, 36, 60)``, 0..11 or 255) from a ``Label/`` (or
+    ``L/``) ``.npz``."""
+    spec = get_dataset_spec(spec)
+    label = _as_grid(load_npz(path)[0], spec.grid, path)
     if not np.issubdtype(label.dtype, np.integer):
         raise ValueError(f"{path}: labels must be integers, got dtype {label.dtype}")
-    bad = (label < 0) | ((label >= NUM_CLASSES) & (label != 255))
+    bad = (label < 0) | ((label >= spec.num_classes) & (label != spec.ignore_id))
     if bad.any():
-        raise ValueError(f"{path}: labels must be 0..11 or 255, found {np.unique(label[bad])[:5].tolist()}")
+        raise ValueError(f"{path}: labels must be 0..{spec.num_classes - 1} or {spec.ignore_id} ({spec.name}), "
+                         f"found {np.unique(label[bad])[:5].tolist()}")
     return label.astype(np.uint8)
 
 
@@ -244,10 +269,12 @@ def read_frame(
     prior: bool = False,
     forknet: bool = False,
     fine_labels: bool = False,
+    spec: DatasetSpec | str = "nyu",
 ) -> PreparedFrame:
     """Read a prepared frame (torchssc's layout or the released NYU files as they are).
 
     Args:
+        spec: the dataset (:mod:`torchssc.datasets`): its grids, classes and image size.
         rgb: read the RGB image when it exists (a missing one gives ``rgb=None``).
         fine: also read the fine flipped TSDF (must exist).
         visibility: also read the visibility volume (must exist).
@@ -258,22 +285,22 @@ def read_frame(
     Raises:
         FileNotFoundError / ValueError naming the missing or malformed file.
     """
-    from torchssc.prepare.sketch import sketch_from_labels  # io does not need prepare otherwise
-
+    spec = get_dataset_spec(spec)
+    grid = spec.grid
     p = frame_paths(root, frame_id)
     tsdf, weight = load_npz(p["tsdf"], "arr_0", "arr_1")
-    tsdf = _as_grid(tsdf, LABEL_SHAPE, p["tsdf"]).astype(np.float32)
-    weight = _as_grid(weight, LABEL_SHAPE, p["tsdf"]).astype(np.uint8)
-    mapping = _as_grid(load_npz(p["mapping"])[0], (LABEL_NUMEL,), p["mapping"]).astype(np.int64)
-    label = read_labels(p["label"])
+    tsdf = _as_grid(tsdf, grid, p["tsdf"]).astype(np.float32)
+    weight = _as_grid(weight, grid, p["tsdf"]).astype(np.uint8)
+    mapping = _as_grid(load_npz(p["mapping"])[0], (spec.grid_numel,), p["mapping"]).astype(np.int64)
+    label = read_labels(p["label"], spec)
     if p["sketch"].is_file():
         try:
             sketch = np.load(p["sketch"], allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"{p['sketch']}: unreadable npy ({exc})") from None
-        sketch = _as_grid(sketch, LABEL_SHAPE, p["sketch"]).astype(np.uint8)
+        sketch = _as_grid(sketch, grid, p["sketch"]).astype(np.uint8)
     else:
-        sketch = sketch_from_labels(label)
+        sketch = None  # the dataset computes it from the labels (prepare.sketch)
     frame = PreparedFrame(tsdf=tsdf, label_weight=weight, mapping=mapping, label=label, sketch=sketch)
     if rgb and p["rgb"].is_file():
         frame.rgb = read_rgb(p["rgb"])
@@ -282,13 +309,13 @@ def read_frame(
         frame.pose = meta[0].astype(np.float64).reshape(4, 4)
         frame.origin = meta[1].astype(np.float64).reshape(3)
         frame.intrinsics = meta[2].astype(np.float64).ravel()
-    image_size = (480, 640) if frame.intrinsics is None else (int(frame.intrinsics[5]), int(frame.intrinsics[4]))
+    image_size = spec.image_size[::-1] if frame.intrinsics is None else (int(frame.intrinsics[5]), int(frame.intrinsics[4]))
     if visibility:
-        frame.visibility = _as_grid(load_npz(p["visibility"])[0], LABEL_SHAPE, p["visibility"]).astype(np.uint8)
+        frame.visibility = _as_grid(load_npz(p["visibility"])[0], grid, p["visibility"]).astype(np.uint8)
     if depth:
         frame.depth = read_depth_png(p["depth"])
     if fine:
-        frame.tsdf_fine = _as_grid(load_npz(p["tsdf_fine"])[0], FINE_SHAPE, p["tsdf_fine"]).astype(np.float32)
+        frame.tsdf_fine = _as_grid(load_npz(p["tsdf_fine"])[0], spec.fine_grid, p["tsdf_fine"]).astype(np.float32)
     if prior:
         frame.prior = read_prior(p["prior"], image_size)
     if forknet:
@@ -297,7 +324,7 @@ def read_frame(
             _as_grid(a, FORKNET_GRID, p["forknet"]).astype(t) for a, t in zip(arrays, (np.float32, np.uint8, np.uint8))
         )
     if fine_labels:
-        frame.label_fine = _as_grid(load_npz(p["label_fine"])[0], FINE_SHAPE, p["label_fine"]).astype(np.uint8)
+        frame.label_fine = _as_grid(load_npz(p["label_fine"])[0], spec.fine_grid, p["label_fine"]).astype(np.uint8)
     return frame
 
 
@@ -308,8 +335,14 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) -> None:
-    """Write every field of ``frame`` that is set, each file atomically, compact dtypes."""
+    """Write every field of ``frame`` that is set, each file atomically, compact dtypes.
+
+    The grids are the frame's own: ``frame.label``'s shape (3-D) is the label grid, and
+    ``frame.tsdf_fine`` / ``frame.label_fine`` keep theirs."""
     p = frame_paths(root, frame_id)
+    grid = np.shape(frame.label)
+    if len(grid) != 3:
+        raise ValueError(f"{p['label']}: frame.label must be a 3-D grid, got shape {grid}")
     if frame.rgb is not None:
         write_rgb(p["rgb"], frame.rgb)
     if frame.pose is not None:
@@ -322,9 +355,9 @@ def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) ->
     if frame.depth is not None:
         write_depth_png(p["depth"], frame.depth)
     if frame.visibility is not None:
-        _save_npz(p["visibility"], arr_0=np.asarray(frame.visibility, np.uint8).reshape(LABEL_SHAPE))
+        _save_npz(p["visibility"], arr_0=np.asarray(frame.visibility, np.uint8).reshape(grid))
     if frame.tsdf_fine is not None:
-        _save_npz(p["tsdf_fine"], arr_0=np.asarray(frame.tsdf_fine, np.float16).reshape(FINE_SHAPE))
+        _save_npz(p["tsdf_fine"], arr_0=np.asarray(frame.tsdf_fine, np.float16))
     if frame.forknet_tsdf is not None:
         _save_npz(
             p["forknet"],
@@ -333,7 +366,7 @@ def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) ->
             surface=np.asarray(frame.forknet_surface, np.uint8).reshape(FORKNET_GRID),
         )
     if frame.label_fine is not None:
-        _save_npz(p["label_fine"], arr_0=np.asarray(frame.label_fine, np.uint8).reshape(FINE_SHAPE))
+        _save_npz(p["label_fine"], arr_0=np.asarray(frame.label_fine, np.uint8))
     _save_npz(p["label"], arr_0=np.asarray(frame.label, np.uint8).ravel())
     _save_npz(p["mapping"], arr_0=np.asarray(frame.mapping).astype(np.int32).ravel())
     _save_npz(
@@ -344,4 +377,4 @@ def write_frame(root: str | os.PathLike, frame_id: str, frame: PreparedFrame) ->
     # The sketch is written last: with it present the frame is complete.
     with atomic_path(p["sketch"]) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(frame.sketch, np.uint8).reshape(LABEL_SHAPE))
+            np.save(fh, np.asarray(frame.sketch, np.uint8).reshape(grid))

@@ -96,7 +96,7 @@ def sscnet_sample_weights(
     return weight
 
 
-@register_loss("sscnet_balanced")
+@register_loss("sscnet_balanced", targets=("label", "tsdf"))
 class SSCNetBalancedLoss(nn.Module):
     """SSCNet's weighted CE with random empty-voxel balancing (see module docstring).
 
@@ -130,7 +130,7 @@ class SSCNetBalancedLoss(nn.Module):
         return {"total": total, "semantic": total}
 
 
-@register_loss("vvnet")
+@register_loss("vvnet", targets=("label", "tsdf"))
 class VVNetLoss(nn.Module):
     """VVNet's unweighted CE over foreground-or-occluded, non-ignored voxels (module docstring).
 
@@ -153,7 +153,7 @@ class VVNetLoss(nn.Module):
         return {"total": total, "semantic": total}
 
 
-@register_loss("wlj")
+@register_loss("wlj", targets=("label",))
 class WLJLoss(nn.Module):
     """The WLJ (DDRNet/AICNet) CE: class weights ``[empty_weight, 1, ..., 1]``, 255 ignored.
 

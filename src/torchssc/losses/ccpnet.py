@@ -85,7 +85,7 @@ class CCPNetStyleLoss(nn.Module):
         return terms
 
 
-@register_loss("ccpnet_style")
+@register_loss("ccpnet_style", targets=("label", "label_weight", "label_fine"))
 def ccpnet_style_loss(*, mask: str = "label_weight", side_weight: float = 0.5) -> CCPNetStyleLoss:
     """The CCPNet-style loss (module docstring)."""
     return CCPNetStyleLoss(mask=mask, side_weight=side_weight)

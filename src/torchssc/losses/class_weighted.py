@@ -97,7 +97,7 @@ class ClassWeightedCE(nn.Module):
         return {"total": total, "semantic": total}
 
 
-@register_loss("class_weighted_ce")
+@register_loss("class_weighted_ce", targets=("label", "label_weight"))
 def class_weighted_ce(*, class_weights: Sequence[float] | None = None, num_classes: int = 12) -> ClassWeightedCE:
     """Class-weighted CE on ``label_weight > 0`` voxels (:class:`ClassWeightedCE`); the default
     weights are :data:`NYU_CLASS_WEIGHTS`."""

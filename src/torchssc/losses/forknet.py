@@ -182,7 +182,7 @@ class ForkNetLoss(nn.Module):
         return {"adv_generator": gen, "adv_discriminator": disc}
 
 
-@register_loss("forknet")
+@register_loss("forknet", targets=("forknet_label", "forknet_surface", "forknet_tsdf"))
 def forknet_loss(
     *,
     num_classes: int = 12,

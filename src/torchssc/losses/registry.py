@@ -1,4 +1,5 @@
-"""Loss registry: ``@register_loss(name)``, ``get_loss(name, **kwargs)``, ``list_losses()``."""
+"""Loss registry: ``@register_loss(name, targets=(...))``, ``get_loss(name, **kwargs)``,
+``list_losses()``, ``loss_targets(name)`` (the batch keys a loss reads)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,8 @@ def get_loss(name: str, **kwargs) -> nn.Module:
 
 def list_losses() -> list[str]:
     return LOSSES.names()
+
+
+def loss_targets(name: str) -> tuple[str, ...]:
+    """The batch keys loss ``name`` reads, as registered (``@register_loss(name, targets=...)``)."""
+    return tuple(LOSSES.info(name).get("targets", ()))

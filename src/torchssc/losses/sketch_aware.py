@@ -105,7 +105,7 @@ class SketchAwareLoss(nn.Module):
         return terms
 
 
-@register_loss("sketch_aware")
+@register_loss("sketch_aware", targets=("label", "label_weight", "sketch_gt"))
 def sketch_aware(
     *,
     semantic_reduction: str = "all_selected",

@@ -108,7 +108,7 @@ class AICNet(TwoStreamRGBD):
         )
 
 
-@register_model("aicnet")
+@register_model("aicnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"))
 def aicnet(
     *,
     num_classes: int = 12,

@@ -231,7 +231,7 @@ class CCPNetStyle(nn.Module):
         return self.forward_tensor(batch[self.input_key])
 
 
-@register_model("ccpnet_style")
+@register_model("ccpnet_style", inputs=("tsdf_fine",))
 def ccpnet_style(*, num_classes: int = 12, width: int = 64, side_heads: bool = False) -> CCPNetStyle:
     """CCPNet-style, a proposal after CCPNet's principles (980,892 parameters at width 64);
     input ``batch["tsdf_fine"]`` (B,1,240,144,240), output ``semantic`` (B,12,240,144,240)."""

@@ -81,7 +81,7 @@ class DDRNet(TwoStreamRGBD):
         )
 
 
-@register_model("ddrnet")
+@register_model("ddrnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"))
 def ddrnet(
     *,
     num_classes: int = 12,

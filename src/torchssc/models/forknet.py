@@ -460,7 +460,7 @@ class ForkNet(nn.Module):
         return out
 
 
-@register_model("forknet")
+@register_model("forknet", inputs=("forknet_tsdf", "forknet_label"))
 def forknet(
     *,
     num_classes: int = 12,

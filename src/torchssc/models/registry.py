@@ -1,7 +1,11 @@
-"""Model registry: ``@register_model(name)``, ``get_model(name, **kwargs)``, ``list_models()``.
+"""Model registry: ``@register_model(name, inputs=(...))``, ``get_model(name, **kwargs)``,
+``list_models()``, ``model_inputs(name)``.
 
 A builder is a keyword-only function returning an ``nn.Module``; a variant is a named set of
-constructor arguments registered as its own builder.
+constructor arguments registered as its own builder. ``inputs`` declares the batch keys the
+model reads (``tsdf``, ``mapping``, ``rgb``, ``prior``, ``depth``, ``pose``, ``tsdf_fine``, ...;
+the vocabulary is :data:`torchssc.io.prepared.OPTIONAL_KEYS` plus the base keys): the engine
+loads exactly those (docs/architecture.md, "Adding a model").
 """
 
 from __future__ import annotations
@@ -29,3 +33,13 @@ def get_model(name: str, **kwargs) -> nn.Module:
 def list_models() -> list[str]:
     """Sorted names of every registered model."""
     return MODELS.names()
+
+
+def model_inputs(name: str, model: nn.Module | None = None) -> tuple[str, ...]:
+    """The batch keys model ``name`` reads, as registered (``@register_model(name, inputs=...)``).
+
+    A built ``model`` whose inputs depend on its keyword arguments says so with an
+    ``input_keys`` attribute, which then wins (e.g. ``sketch_aware_ssc`` built with
+    ``semantic_input="prior"``)."""
+    keys = getattr(model, "input_keys", None)
+    return tuple(keys) if keys is not None else tuple(MODELS.info(name).get("inputs", ()))

@@ -462,6 +462,13 @@ class SketchAwareSSC(nn.Module):
                 "none": ("tsdf",)}[self.semantic_input]
         return keys + (("sketch_gt",) if self.training else ())
 
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """The batch keys this instance reads: ``tsdf``, and ``mapping`` + ``rgb``/``prior``
+        unless ``semantic_input="none"`` (the registry's declaration follows the builder's
+        default; this one follows the keyword actually given)."""
+        return ("tsdf",) if self.semantic_input == "none" else ("tsdf", "mapping", self.semantic_input)
+
     def _check_batch(self, batch: dict[str, Any]) -> None:
         for key in self.required_keys():
             if key not in batch:
@@ -516,7 +523,7 @@ def count_parameters(module: nn.Module, *, trainable: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
-@register_model("sketch_aware_ssc")
+@register_model("sketch_aware_ssc", inputs=("tsdf", "mapping", "rgb"))
 def sketch_aware_ssc(**kwargs: Any) -> SketchAwareSSC:
     """The paper's SketchAwareSSC (the :class:`SketchAwareSSC` defaults): RGB + TSDF, width 128,
     12 classes, frozen deep-stem dilated ResNet-50 (BN in training mode as the original), 16
@@ -542,7 +549,7 @@ LITE_DEFAULTS: dict[str, Any] = dict(
 """``sketch_aware_ssc_lite``: the CPU width plus its trainable ResNet-18 trunk on half-size RGB."""
 
 
-@register_model("sketch_aware_ssc_lite")
+@register_model("sketch_aware_ssc_lite", inputs=("tsdf", "mapping", "rgb"))
 def sketch_aware_ssc_lite(**kwargs: Any) -> SketchAwareSSC:
     """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 32,
     stems 1->3->4->32 / 2->3->4->32, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
@@ -553,7 +560,7 @@ def sketch_aware_ssc_lite(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{**LITE_DEFAULTS, **kwargs})
 
 
-@register_model("sketch_aware_ssc_prior")
+@register_model("sketch_aware_ssc_prior", inputs=("tsdf", "mapping", "prior"))
 def sketch_aware_ssc_prior(**kwargs: Any) -> SketchAwareSSC:
     """SketchAwareSSC on the 2D semantic prior instead of RGB (``semantic_input="prior"``): the
     one-hot NYU-13 prior (14 channels) is lifted and filled like the paper's RGB features, then a
@@ -567,7 +574,7 @@ def sketch_aware_ssc_prior(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{"semantic_input": "prior", **kwargs})
 
 
-@register_model("sketch_aware_ssc_prior_lite")
+@register_model("sketch_aware_ssc_prior_lite", inputs=("tsdf", "mapping", "prior"))
 def sketch_aware_ssc_prior_lite(**kwargs: Any) -> SketchAwareSSC:
     """:func:`sketch_aware_ssc_prior` at the CPU width of ``sketch_aware_ssc_lite``
     (``LITE_3D_DEFAULTS``: width 32, stems 4, CVAE hidden 4, latent 8, 2 samples per kind,
@@ -575,14 +582,14 @@ def sketch_aware_ssc_prior_lite(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{**LITE_3D_DEFAULTS, "semantic_input": "prior", **kwargs})
 
 
-@register_model("sketch_aware_ssc_tsdf")
+@register_model("sketch_aware_ssc_tsdf", inputs=("tsdf",))
 def sketch_aware_ssc_tsdf(**kwargs: Any) -> SketchAwareSSC:
     """The TSDF-only ablation at the paper's widths (``semantic_input="none"``): no 2D input,
     stage 2 sees the two sketch embeddings. 4,128,950 trainable parameters (docs/model.md)."""
     return SketchAwareSSC(**{"semantic_input": "none", **kwargs})
 
 
-@register_model("sketch_aware_ssc_tsdf_lite")
+@register_model("sketch_aware_ssc_tsdf_lite", inputs=("tsdf",))
 def sketch_aware_ssc_tsdf_lite(**kwargs: Any) -> SketchAwareSSC:
     """The TSDF-only ablation at the CPU width (``LITE_3D_DEFAULTS``, ``semantic_input="none"``).
     239,090 trainable parameters (docs/model.md)."""

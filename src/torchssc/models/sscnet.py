@@ -110,7 +110,7 @@ class SSCNet(nn.Module):
         return {"semantic": self.forward_tensor(batch[self.input_key])}
 
 
-@register_model("sscnet")
+@register_model("sscnet", inputs=("tsdf_fine",))
 def sscnet(*, num_classes: int = 12) -> SSCNet:
     """SSCNet (930,508 parameters at 12 classes); input ``batch["tsdf_fine"]``."""
     return SSCNet(num_classes=num_classes)

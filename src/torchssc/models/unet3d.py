@@ -119,7 +119,7 @@ class UNet3D(nn.Module):
         return {"semantic": self.head(x)}                                # (B, classes, D, H, W)
 
 
-@register_model("unet3d_prior")
+@register_model("unet3d_prior", inputs=("tsdf", "mapping", "prior"))
 def unet3d_prior(**kwargs: Any) -> UNet3D:
     """The plain 3D U-Net baseline on TSDF + the lifted NYU-13 prior (:class:`UNet3D` defaults:
     32/64/128 channels, 14 prior classes, filled lifting): 1,950,316 trainable parameters. Train

@@ -148,7 +148,7 @@ class VVNetR120(nn.Module):
         return {"semantic": self.head(x)}
 
 
-@register_model("vvnet_r120")
+@register_model("vvnet_r120", inputs=("depth", "pose", "origin", "intrinsics"))
 def vvnet_r120(
     *,
     num_classes: int = 12,

@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.checkpoint import load_model
+    from torchssc.models import model_inputs
     from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
     formats = [f for f in args.formats.split(",") if f]
     model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
-    fine = bool(state["config"].get("data", {}).get("fine", False))
+    fine = "tsdf_fine" in model_inputs(state["config"]["model"]["name"], model)
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, prior_path=args.prior, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,

@@ -31,18 +31,18 @@ def sketch_kernels() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return k0, k1, k2
 
 
-def sketch_from_labels(label: np.ndarray) -> np.ndarray:
+def sketch_from_labels(label: np.ndarray, ignore_id: int = IGNORE_LABEL) -> np.ndarray:
     """3D sketch of a label grid.
 
     Args:
-        label: ``(D, H, W)`` integer labels 0..11 or 255 (255 counts as 0).
+        label: ``(D, H, W)`` integer labels 0..11 or 255 (``ignore_id`` counts as 0).
     Returns:
         ``(D, H, W) uint8`` 0/1.
     """
     label = np.asarray(label)
     if label.ndim != 3:
         raise ValueError(f"label must be a 3-D grid, got shape {label.shape}")
-    values = np.where(label == IGNORE_LABEL, 0, label).astype(np.float64)
+    values = np.where(label == ignore_id, 0, label).astype(np.float64)
     votes = np.zeros(label.shape, dtype=np.uint8)
     for kernel in sketch_kernels():
         # integer inputs and kernels: the float64 responses are exact integers
