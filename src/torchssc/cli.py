@@ -32,6 +32,7 @@ MAX_MESSAGE = 800
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("torchssc.demo_command", "the whole toolkit on synthetic rooms: generate, prepare, train, evaluate, render"),
     "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
+    "list": ("torchssc.list_command", "the registered models (inputs, parameters), datasets and shipped recipes"),
     "check-data": ("torchssc.data.check_command", "check every scene of a prepared folder (files, dtypes, values, rules)"),
     "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),

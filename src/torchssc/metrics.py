@@ -60,7 +60,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -396,8 +396,9 @@ class SSCMetrics:
 
     Args:
         protocol: one of :data:`PROTOCOLS`.
-        num_classes: classes including empty (12); class names come from
-            :data:`torchssc.geometry.CLASS_NAMES` when it has 12.
+        num_classes: classes including empty (12).
+        class_names: a name per class (the dataset spec's ``classes``); default NYU's
+            :data:`torchssc.geometry.CLASS_NAMES` when ``num_classes`` is 12, else ``class_<i>``.
         no_pixel: default "no pixel" mapping value ``H * W`` (307200 for NYU).
     """
 
@@ -406,6 +407,7 @@ class SSCMetrics:
         protocol: str = "torchssc",
         num_classes: int = NUM_CLASSES,
         *,
+        class_names: Sequence[str] | None = None,
         no_pixel: int = NO_PIXEL_NYU,
     ) -> None:
         if protocol not in PROTOCOLS:
@@ -415,7 +417,11 @@ class SSCMetrics:
         self.protocol = protocol
         self.num_classes = num_classes
         self.no_pixel = int(no_pixel)
-        if num_classes == NUM_CLASSES:
+        if class_names is not None:
+            if len(class_names) != num_classes:
+                raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+            self.class_names = tuple(class_names)
+        elif num_classes == NUM_CLASSES:
             self.class_names = tuple(CLASS_NAMES)
         else:
             self.class_names = tuple(f"class_{i}" for i in range(num_classes))

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from torchssc.benchmark_grid import to_label_grid
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.engine.builders import build_dataset, run_inputs
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_model
 from torchssc.engine.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
@@ -47,7 +48,7 @@ from torchssc.engine.logs import json_ready
 from torchssc.engine.sampler import loader_generator, move_to_device, shard_indices
 from torchssc.geometry import IGNORE_LABEL
 from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
-from torchssc.metrics import NO_PIXEL_NYU, PROTOCOLS, SSCMetrics, update_all
+from torchssc.metrics import PROTOCOLS, SSCMetrics, update_all
 from torchssc.report import metrics_report
 
 logger = logging.getLogger("torchssc.eval")
@@ -232,11 +233,12 @@ def scoring_dataset(cfg: dict, split: str | Sequence[str], protocols: Iterable[s
     return build_dataset(cfg, split, run_inputs(cfg, model, loss=False, protocols=protocols))
 
 
-def _no_pixel(batch: dict) -> int:
-    """``W * H`` from ``batch["intrinsics"]`` ``(B, 6)`` (fx, fy, cx, cy, W, H); NYU's otherwise."""
+def _no_pixel(batch: dict, default: int) -> int:
+    """``W * H`` from ``batch["intrinsics"]`` ``(B, 6)`` (fx, fy, cx, cy, W, H); the dataset's
+    (``default``) otherwise."""
     intr = batch.get("intrinsics")
     if intr is None:
-        return NO_PIXEL_NYU
+        return default
     sizes = {int(round(float(w))) * int(round(float(h))) for w, h in intr[:, 4:6].tolist()}
     if len(sizes) != 1:
         raise ValueError(f"frames of one batch have different image sizes ({sorted(sizes)} pixels)")
@@ -281,6 +283,7 @@ def score_model(
     progress: bool = True,
     cross_entropy: bool = False,
     name: str = "the model",
+    spec: DatasetSpec | None = None,
 ) -> Scores:
     """Predict this rank's shard of ``dataset`` and score it under every protocol.
 
@@ -305,11 +308,15 @@ def score_model(
         save_dir: write ``results/<id>.npy`` and ``results_sketch/<id>.npy`` there.
         cross_entropy: also measure :attr:`Scores.semantic_ce`.
         name: what the non-finite warning calls the model.
+        spec: the dataset's declaration (classes, image size); default the dataset's own
+            (``dataset.spec``), else NYU.
     Returns:
         :class:`Scores`, identical on every rank.
     """
     info = info or DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    metrics = {p: SSCMetrics(p) for p in protocols}
+    spec = spec or getattr(dataset, "spec", None) or get_dataset_spec("nyu")
+    metrics = {p: SSCMetrics(p, spec.num_classes, class_names=spec.classes, no_pixel=spec.no_pixel)
+               for p in protocols}
     ce = torch.zeros(2, dtype=torch.float64)
     non_finite = torch.zeros(1, dtype=torch.float64, device=info.device)  # frames; no sync per batch
     indices = shard_indices(len(dataset), info.rank, info.world_size)
@@ -335,7 +342,7 @@ def score_model(
             pred = to_label_grid(pred, tuple(batch["label"].shape[1:]))
             update_all(  # one pass over the voxels for every protocol
                 metrics.values(), pred, batch["label"], label_weight=batch.get("label_weight"),
-                mapping=batch.get("mapping"), visibility=batch.get("visibility"), no_pixel=_no_pixel(batch),
+                mapping=batch.get("mapping"), visibility=batch.get("visibility"), no_pixel=_no_pixel(batch, spec.no_pixel),
             )
             if cross_entropy:
                 ce += _ce_sums(outputs["semantic"], batch)

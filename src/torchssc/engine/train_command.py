@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+import yaml
+
 from torchssc.config import load_config
 
 
@@ -17,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, YAML values, e.g. optim.lr=0.01 train.amp=bf16"
     )
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the merged recipe (its composed parts, then the overrides) as YAML and exit")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run folder's latest checkpoint exactly")
     group.add_argument("--resume-from", metavar="CKPT", default=None, help="continue from this checkpoint file")
@@ -29,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging()
     cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False), end="")
+        return 0
     resume = args.resume_from if args.resume_from else bool(args.resume)
     try:
         summary = main(cfg, resume=resume)

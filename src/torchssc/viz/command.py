@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from torchssc.geometry import FINE_SHAPE, Intrinsics
+from torchssc.datasets import get_dataset_spec
+from torchssc.geometry import Intrinsics
 from torchssc.viz.export import FORMATS, box_mismatch, downsample_volume, export_scene
 from torchssc.viz.camera import VIEWS
 from torchssc.viz.volumes import CLASS_SPACES, MASKS, load_prepared, load_volume
@@ -76,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label space of .npy/.npz volumes: 11, 36 (raw NYU36, mapped), or auto "
                              "(36 when a value 12..36 occurs)")
     parser.add_argument("--key", default=None, help="array name inside an .npz (default: its only array or arr_0)")
+    parser.add_argument("--dataset", default="nyu", metavar="NAME|YAML",
+                        help="the dataset the volumes belong to: a built-in name (torchssc list) or a spec "
+                             "YAML; gives the grids, class names and colours (default: nyu)")
     parser.add_argument("--downsample", action="store_true",
                         help="reduce 240x144x240 volumes to 60x36x60 (docs/data.md rule) before showing them")
     parser.add_argument("--class-boundaries", action="store_true",
@@ -130,7 +134,8 @@ def lifted_prior_volume(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key)
+        spec = get_dataset_spec(args.dataset)
+        pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key, spec=spec)
         if args.id is not None and args.prepared is None:
             raise ValueError("--id needs --prepared ROOT")
         frame_id = args.id
@@ -140,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
         if args.prepared is not None:
             if frame_id is None:
                 raise ValueError("--prepared needs --id (or a VOLUME named <id>.npy)")
-            gt = load_prepared(args.prepared, frame_id)
+            gt = load_prepared(args.prepared, frame_id, spec)
         if args.gt is not None:
-            given = load_volume(args.gt, classes=args.classes, key=args.key)
+            given = load_volume(args.gt, classes=args.classes, key=args.key, spec=spec)
             gt = given if gt is None else replace(gt, labels=given.labels, voxel=given.voxel)
         if args.prior is not None:
             prior = lifted_prior_volume(args)
@@ -157,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         if extra:
             gt, pred = (None if v is None else replace(v, **extra) for v in (gt, pred))
         if args.downsample:
-            gt, pred = (v if v is None or v.labels.shape != FINE_SHAPE else downsample_volume(v) for v in (gt, pred))
+            gt, pred = (v if v is None or v.labels.shape != spec.fine_grid else downsample_volume(v) for v in (gt, pred))
         mismatch = box_mismatch(gt, pred)
         if mismatch:
             print(f"torchssc viz: warning: {mismatch}", file=sys.stderr)
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         written = export_scene(
             args.out, name, gt=gt, pred=pred, formats=args.formats, views=args.views, masks=args.mask,
             size=args.size, shading=args.shading, hide_ceiling_above=not args.show_ceiling,
-            class_boundaries=args.class_boundaries,
+            class_boundaries=args.class_boundaries, spec=spec,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"torchssc viz: error: {exc}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from torchssc.geometry import CLASS_NAMES, NUM_CLASSES, PALETTE
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.atomic import atomic_path
 from torchssc.viz.labels import BACKGROUND
 
@@ -20,20 +20,24 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def legend(width: int, classes: Sequence[int] | None = None, *, font_size: int = 14) -> np.ndarray:
-    """A class legend strip: a swatch of :data:`PALETTE` and the name from :data:`CLASS_NAMES`.
+def legend(width: int, classes: Sequence[int] | None = None, *, font_size: int = 14,
+           spec: DatasetSpec | str = "nyu") -> np.ndarray:
+    """A class legend strip: a swatch of the spec's palette and the class name, per class.
 
     Args:
         width: strip width in pixels; entries wrap onto as many rows as needed.
-        classes: class ids to list (default 1..11).
+        classes: class ids to list (default every class but empty: 1..11 for NYU).
+        spec: the dataset (:mod:`torchssc.datasets`): names and colours.
     Returns:
         ``(h, width, 3) uint8`` image on the default background.
     """
-    classes = list(range(1, NUM_CLASSES)) if classes is None else list(classes)
+    spec = get_dataset_spec(spec)
+    names, palette = spec.classes, spec.palette
+    classes = list(range(1, spec.num_classes)) if classes is None else list(classes)
     font = _font(font_size)
     pad, swatch = 8, font_size
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    widths = [swatch + 6 + int(math.ceil(probe.textlength(CLASS_NAMES[c], font=font))) + 16 for c in classes]
+    widths = [swatch + 6 + int(math.ceil(probe.textlength(names[c], font=font))) + 16 for c in classes]
     rows, x = [[]], pad
     for c, w in zip(classes, widths):
         if x + w > width - pad and rows[-1]:
@@ -47,8 +51,8 @@ def legend(width: int, classes: Sequence[int] | None = None, *, font_size: int =
     for r, row in enumerate(rows):
         y = pad + r * line
         for c, x0 in row:
-            draw.rectangle([x0, y, x0 + swatch, y + swatch], fill=tuple(int(v) for v in PALETTE[c]), outline=(60, 60, 60))
-            draw.text((x0 + swatch + 6, y + swatch / 2), CLASS_NAMES[c], fill=(30, 30, 30), font=font, anchor="lm")
+            draw.rectangle([x0, y, x0 + swatch, y + swatch], fill=tuple(int(v) for v in palette[c]), outline=(60, 60, 60))
+            draw.text((x0 + swatch + 6, y + swatch / 2), names[c], fill=(30, 30, 30), font=font, anchor="lm")
     return np.asarray(img)
 
 
@@ -68,11 +72,12 @@ def compose(
     row_titles: Sequence[str] | None = None,
     with_legend: bool = True,
     gap: int = 4,
+    spec: DatasetSpec | str = "nyu",
 ) -> np.ndarray:
     """Lay out ``panels[row][column]`` (all ``(H, W, 3) uint8``, same size) in a grid.
 
     Titles go above the columns and into a small corner label of each row's first panel; a class
-    legend is added below. Returns ``(H', W', 3) uint8``.
+    legend (of ``spec``'s classes) is added below. Returns ``(H', W', 3) uint8``.
     """
     if not panels or not panels[0]:
         raise ValueError("compose needs at least one panel")
@@ -100,7 +105,7 @@ def compose(
             td.text((gap + c * (w + gap) + w / 2, 13), text, fill=(30, 30, 30), font=_font(16), anchor="mm")
         out = np.concatenate([np.asarray(titles), bar, out], axis=0)
     if with_legend:
-        out = np.concatenate([out, legend(out.shape[1])], axis=0)
+        out = np.concatenate([out, legend(out.shape[1], spec=spec)], axis=0)
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.geometry import NYU_INTRINSICS
 from torchssc.viz.html import write_html
 from torchssc.viz.mesh import voxel_mesh, write_glb, write_ply
@@ -68,6 +69,7 @@ def export_scene(
     shading: str = "shaded",
     hide_ceiling_above: bool = True,
     class_boundaries: bool = False,
+    spec: DatasetSpec | str = "nyu",
 ) -> list[Path]:
     """Write renders, meshes and a viewer for a ground truth, a prediction, or both.
 
@@ -82,9 +84,11 @@ def export_scene(
         formats: subset of :data:`FORMATS`.
         views: named views (default: all that the known pose allows).
         masks: names from :data:`torchssc.viz.volumes.MASKS`, applied to every volume.
+        spec: the dataset (:mod:`torchssc.datasets`): class names and colours everywhere.
     Returns:
         the paths written.
     """
+    spec = get_dataset_spec(spec)
     volumes = [(tag, v) for tag, v in (("gt", gt), ("pred", pred)) if v is not None]
     if not volumes:
         raise ValueError("export_scene needs a ground truth, a prediction or both")
@@ -115,14 +119,14 @@ def export_scene(
         columns = [
             render_views(v.labels, views=views, size=size, pose=pose, origin=origin, voxel=v.voxel,
                          intrinsics=intrinsics, shading=shading, hide_ceiling_above=hide_ceiling_above,
-                         bounds=bounds)
+                         bounds=bounds, spec=spec)
             for _, v in volumes
         ]
         titles = [_title(tag, v, len(volumes)) for tag, v in volumes]
         if len(volumes) == 1:
-            image = compose([columns[0]], column_titles=views)
+            image = compose([columns[0]], column_titles=views, spec=spec)
         else:
-            image = compose([list(row) for row in zip(*columns)], column_titles=titles, row_titles=views)
+            image = compose([list(row) for row in zip(*columns)], column_titles=titles, row_titles=views, spec=spec)
         path = out_dir / f"{name}.png"
         save_png(path, image)
         written.append(path)
@@ -131,7 +135,8 @@ def export_scene(
         if fmt not in formats:
             continue
         for tag, v in volumes:
-            mesh = voxel_mesh(v.labels, v.voxel, mesh_origin, class_boundaries=class_boundaries)
+            mesh = voxel_mesh(v.labels, v.voxel, mesh_origin, class_boundaries=class_boundaries,
+                              palette=spec.palette_lut())
             stem = name if len(volumes) == 1 else f"{name}_{tag}"
             path = out_dir / f"{stem}.{fmt}"
             writer(path, mesh)
@@ -139,7 +144,7 @@ def export_scene(
     if "html" in formats:
         path = out_dir / f"{name}.html"
         write_html(path, {_title(tag, v, len(volumes)): v.labels for tag, v in volumes}, title=f"torchssc: {name}",
-                   voxel=volumes[0][1].voxel, origin=origin)
+                   voxel=volumes[0][1].voxel, origin=origin, spec=spec)
         written.append(path)
     return written
 

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from torchssc.geometry import CLASS_NAMES, PALETTE
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.atomic import write_bytes_atomic
 from torchssc.viz.mesh import exposed_faces
 from torchssc.viz.labels import check_labels, default_voxel, occupied
@@ -43,7 +43,7 @@ def encode_voxels(labels: np.ndarray) -> tuple[np.ndarray, str]:
     Returns:
         ``(records (N,) RECORD, base64 str)``; voxels in C order.
     """
-    labels = check_labels(labels)
+    labels = check_labels(labels, num_classes=255)  # any class id; the page's palette colours them
     if max(labels.shape, default=0) > 65535:
         raise ValueError(f"volume too large for the viewer: {labels.shape}")
     faces = exposed_faces(labels)
@@ -69,6 +69,7 @@ def viewer_html(
     title: str = "torchssc viewer",
     voxel: float | None = None,
     origin: Sequence[float] | None = None,
+    spec: DatasetSpec | str = "nyu",
 ) -> str:
     """The viewer page as a string.
 
@@ -78,17 +79,19 @@ def viewer_html(
         title: page title.
         voxel: voxel edge (m) of the first volume (others are scaled to the same box).
         origin: ``(3,)`` world corner, shown in the page's info line only.
+        spec: the dataset (:mod:`torchssc.datasets`): class names and colours of the legend.
     """
+    spec = get_dataset_spec(spec)
     if isinstance(volumes, np.ndarray):
         volumes = {"volume": volumes}
     if not volumes:
         raise ValueError("viewer_html needs at least one volume")
-    first = check_labels(next(iter(volumes.values())), "volume")
+    first = check_labels(next(iter(volumes.values())), "volume", spec.num_classes)
     voxel = default_voxel(first.shape) if voxel is None else float(voxel)
     box = voxel * np.array([first.shape[0], first.shape[2], first.shape[1]], dtype=np.float64)  # x, y, z metres
     entries = []
     for name, vol in volumes.items():
-        vol = check_labels(vol, name)
+        vol = check_labels(vol, name, spec.num_classes)
         rec, text = encode_voxels(vol)
         scale = (box / np.array([vol.shape[0], vol.shape[2], vol.shape[1]])).tolist()  # metres per voxel, x y z
         entries.append({"name": str(name), "shape": list(vol.shape), "scale": scale, "count": int(len(rec)), "data": text})
@@ -96,8 +99,8 @@ def viewer_html(
         "title": title,
         "box": box.tolist(),
         "origin": None if origin is None else [float(x) for x in origin],
-        "names": list(CLASS_NAMES),
-        "palette": PALETTE.tolist(),
+        "names": list(spec.classes),
+        "palette": [list(c) for c in spec.palette],
         "shade": FACE_SHADE[[0, 1, 4, 5, 2, 3]].tolist(),  # per world-axis face code (x+, x-, y+, y-, z+, z-)
         "volumes": entries,
     }
@@ -112,9 +115,10 @@ def write_html(
     title: str = "torchssc viewer",
     voxel: float | None = None,
     origin: Sequence[float] | None = None,
+    spec: DatasetSpec | str = "nyu",
 ) -> None:
     """Write :func:`viewer_html` to ``path`` atomically (UTF-8)."""
-    write_bytes_atomic(path, viewer_html(volumes, title=title, voxel=voxel, origin=origin).encode("utf-8"))
+    write_bytes_atomic(path, viewer_html(volumes, title=title, voxel=voxel, origin=origin, spec=spec).encode("utf-8"))
 
 
 _TEMPLATE = r"""<!DOCTYPE html>

@@ -22,8 +22,9 @@ def default_voxel(shape: Sequence[int]) -> float:
     return FINE_VOXEL if tuple(shape) == FINE_SHAPE else LABEL_VOXEL
 
 
-def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
-    """Validate a ``(D, H, W)`` label volume with values 0..11 or 255; returns it as ``uint8``.
+def check_labels(labels: np.ndarray, name: str = "labels", num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Validate a ``(D, H, W)`` label volume with values ``0..num_classes-1`` or 255; returns it as
+    ``uint8`` (``num_classes``: the dataset spec's, 12 for NYU).
 
     Raises:
         ValueError: wrong number of dimensions or a value outside 0..11 and 255.
@@ -32,14 +33,14 @@ def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
     if labels.ndim != 3:
         raise ValueError(f"{name}: expected a (D, H, W) volume, got shape {labels.shape}")
     if labels.size:
-        bad = (labels < 0) | ((labels >= NUM_CLASSES) & (labels != IGNORE_LABEL))
+        bad = (labels < 0) | ((labels >= num_classes) & (labels != IGNORE_LABEL))
         if bad.any():
             values = np.unique(labels[bad])[:10].tolist()
-            raise ValueError(f"{name}: labels must be 0..{NUM_CLASSES - 1} or 255, found {values}")
+            raise ValueError(f"{name}: labels must be 0..{num_classes - 1} or 255, found {values}")
     return labels.astype(np.uint8, copy=False)
 
 
 def occupied(labels: np.ndarray) -> np.ndarray:
-    """``(D, H, W) bool``: voxels that are drawn (labels 1..11; not 0, not 255)."""
+    """``(D, H, W) bool``: voxels that are drawn (class labels >= 1; not 0, not 255)."""
     labels = np.asarray(labels)
-    return (labels >= 1) & (labels < NUM_CLASSES)
+    return (labels >= 1) & (labels != IGNORE_LABEL)

@@ -75,7 +75,7 @@ def exposed_faces(labels: np.ndarray, *, class_boundaries: bool = False) -> np.n
         ``(6, D, H, W) bool``: entry ``2 * k + s`` is the face whose outward normal points along
         world axis ``k`` (0 = x, 1 = y, 2 = z), ``s = 0`` for + and 1 for -.
     """
-    labels = check_labels(labels)
+    labels = check_labels(labels, num_classes=255)  # faces only: any class id
     occ = occupied(labels)
     lab = np.where(occ, labels, 0)
     padded = np.pad(lab, 1)
@@ -100,6 +100,7 @@ def voxel_mesh(
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     *,
     class_boundaries: bool = False,
+    palette: np.ndarray = PALETTE,
 ) -> VoxelMesh:
     """Mesh of the occupied voxels (labels 1..11) with hidden faces removed.
 
@@ -108,10 +109,13 @@ def voxel_mesh(
         voxel: voxel edge in metres (default :func:`~torchssc.viz.labels.default_voxel`).
         origin: ``(3,)`` world (x, y, z) of the grid's corner.
         class_boundaries: see :func:`exposed_faces`.
+        palette: ``(>= num_classes, 3) uint8`` colour per class id (the dataset spec's; NYU's
+            by default).
     Returns:
         :class:`VoxelMesh`; faces ordered by direction (+x, -x, +y, -y, +z, -z) then C-order voxel.
     """
-    labels = check_labels(labels)
+    palette = np.asarray(palette, dtype=np.uint8)
+    labels = check_labels(labels, num_classes=len(palette))
     voxel = default_voxel(labels.shape) if voxel is None else float(voxel)
     origin = np.asarray(origin, dtype=np.float64)
     if origin.shape != (3,):
@@ -131,7 +135,7 @@ def voxel_mesh(
         quad[:, :, i] += order[:, 0]
         quad[:, :, j] += order[:, 1]
         verts.append(origin + voxel * quad.reshape(-1, 3))
-        cols.append(PALETTE[labels[idx[:, 0], idx[:, 1], idx[:, 2]]])
+        cols.append(palette[labels[idx[:, 0], idx[:, 1], idx[:, 2]]])
     if not verts:
         return VoxelMesh(np.zeros((0, 3), np.float32), np.zeros((0, 4), np.int32), np.zeros((0, 3), np.uint8))
     vertices = np.concatenate(verts).astype(np.float32)

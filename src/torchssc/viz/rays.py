@@ -63,6 +63,8 @@ def cast_rays(
         voxel: voxel edge in metres (default: :func:`default_voxel`).
         origin: ``(3,)`` world (x, y, z) of the grid's corner.
         rays: ``camera.rays()`` when already computed.
+        palette: ``(>= num_classes, 3) uint8`` colour per class id (the dataset spec's
+            ``palette``; NYU's by default).
     Returns:
         :class:`VoxelHits` of shape ``(camera.height, camera.width)``.
     """
@@ -204,6 +206,7 @@ def shade_hits(
     origin: Sequence[float] = (0.0, 0.0, 0.0),
     background: Sequence[int] = BACKGROUND,
     rays: tuple[np.ndarray, np.ndarray] | None = None,
+    palette: np.ndarray = PALETTE,
 ) -> np.ndarray:
     """Colour ray hits.
 
@@ -215,6 +218,8 @@ def shade_hits(
         voxel, origin: the grid the hits came from.
         background: RGB of pixels that hit nothing.
         rays: ``camera.rays()`` when already computed.
+        palette: ``(>= num_classes, 3) uint8`` colour per class id (the dataset spec's
+            ``palette``; NYU's by default).
     Returns:
         ``(H, W, 3) uint8`` image.
     """
@@ -223,7 +228,7 @@ def shade_hits(
     img = np.empty(hits.label.shape + (3,), dtype=np.uint8)
     img[:] = np.asarray(background, dtype=np.uint8)
     hit = hits.label > 0
-    colour = PALETTE[hits.label[hit]].astype(np.float32)
+    colour = np.asarray(palette)[hits.label[hit]].astype(np.float32)
     if mode == "shaded":
         factor = FACE_SHADE[np.maximum(hits.normal[hit], 0)].copy()
         # Outline: where the hit point is within about a pixel of an edge of its face.

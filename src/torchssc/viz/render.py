@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from torchssc.geometry import CLASS_NAMES, NYU_INTRINSICS, Intrinsics
+from torchssc.datasets import DatasetSpec, get_dataset_spec
+from torchssc.geometry import NYU_INTRINSICS, Intrinsics
 from torchssc.viz.camera import VIEWS_FROM_ABOVE, Camera, content_bounds, default_views, make_camera
 from torchssc.viz.compose import add_title, compose
 from torchssc.viz.labels import BACKGROUND, check_labels, default_voxel
@@ -30,6 +31,7 @@ def render_view(
     hide_ceiling_above: bool = True,
     bounds: np.ndarray | None = None,
     background: Sequence[int] = BACKGROUND,
+    spec: DatasetSpec | str = "nyu",
 ) -> np.ndarray:
     """Render one view of a label volume.
 
@@ -46,10 +48,12 @@ def render_view(
         bounds: ``(2, 3)`` world min/max corners framed by ``"oblique"`` and ``"top"``
             (default :func:`content_bounds` of ``labels``; pass the same bounds to compare
             volumes view for view).
+        spec: the dataset (:mod:`torchssc.datasets`): its classes and colours.
     Returns:
         ``(H, W, 3) uint8`` image.
     """
-    labels = check_labels(labels)
+    spec = get_dataset_spec(spec)
+    labels = check_labels(labels, num_classes=spec.num_classes)
     voxel = default_voxel(labels.shape) if voxel is None else float(voxel)
     origin = np.zeros(3) if origin is None else np.asarray(origin, dtype=np.float64)
     if origin.shape != (3,):
@@ -57,11 +61,12 @@ def render_view(
     if bounds is None:
         bounds = content_bounds(labels, voxel, origin)
     camera = make_camera(view, bounds, pose=pose, intrinsics=intrinsics, size=size)
-    if hide_ceiling_above and isinstance(view, str) and view in VIEWS_FROM_ABOVE:
-        labels = np.where(labels == CLASS_NAMES.index("ceiling"), 0, labels).astype(np.uint8)
+    if hide_ceiling_above and isinstance(view, str) and view in VIEWS_FROM_ABOVE and "ceiling" in spec.classes:
+        labels = np.where(labels == spec.classes.index("ceiling"), 0, labels).astype(np.uint8)
     rays = camera.rays()
     hits = cast_rays(labels, camera, voxel=voxel, origin=origin, rays=rays)
-    return shade_hits(hits, camera, mode=shading, voxel=voxel, origin=origin, background=background, rays=rays)
+    return shade_hits(hits, camera, mode=shading, voxel=voxel, origin=origin, background=background, rays=rays,
+                      palette=spec.palette_lut())
 
 
 def render_views(
@@ -76,6 +81,7 @@ def render_views(
     shading: str = "shaded",
     hide_ceiling_above: bool = True,
     bounds: np.ndarray | None = None,
+    spec: DatasetSpec | str = "nyu",
 ) -> list[np.ndarray]:
     """Render several views (default :func:`default_views`); see :func:`render_view`.
 
@@ -85,7 +91,7 @@ def render_views(
     views = default_views(pose) if views is None else views
     return [
         render_view(labels, v, size=size, pose=pose, origin=origin, voxel=voxel, intrinsics=intrinsics,
-                    shading=shading, hide_ceiling_above=hide_ceiling_above, bounds=bounds)
+                    shading=shading, hide_ceiling_above=hide_ceiling_above, bounds=bounds, spec=spec)
         for v in views
     ]
 

@@ -29,20 +29,16 @@ from typing import Sequence
 import numpy as np
 
 from torchssc.geometry import (
-    FINE_NUMEL,
-    FINE_SHAPE,
     IGNORE_LABEL,
     LABEL_NUMEL,
     LABEL_SHAPE,
-    NUM_CLASSES,
     NYU_INTRINSICS,
     Intrinsics,
     grid_to_world,
-    map_36_to_11,
     project,
     world_to_camera,
 )
-from torchssc.viz.labels import default_voxel
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 
 CLASS_SPACES = ("auto", "11", "36")
 MASKS = ("label_weight", "frustum")
@@ -71,34 +67,39 @@ class Volume:
     name: str = "volume"
 
 
-def as_labels(array: np.ndarray, *, classes: str = "auto", source: str = "volume") -> np.ndarray:
+def as_labels(array: np.ndarray, *, classes: str = "auto", source: str = "volume",
+              spec: DatasetSpec | str = "nyu") -> np.ndarray:
     """Normalise an array to a ``(D, H, W) uint8`` volume of labels 0..11 / 255.
 
     Args:
         array: see the module docstring for accepted shapes and dtypes.
-        classes: ``"auto"``, ``"11"`` or ``"36"`` (module docstring).
+        classes: ``"auto"``, ``"11"`` or ``"36"`` (module docstring): "36" means the source ids
+            of the dataset's ``label_map`` (NYU36 for NYU), "11" its class ids.
         source: name used in error messages (e.g. the file).
+        spec: the dataset (:mod:`torchssc.datasets`): grids, class count, label map.
     Raises:
         ValueError: unknown shape, non-integral values, or labels outside the class space.
     """
+    spec = get_dataset_spec(spec)
+    num_classes, grid, fine = spec.num_classes, spec.grid, spec.fine_grid
     if classes not in CLASS_SPACES:
         raise ValueError(f"classes must be one of {CLASS_SPACES}, got {classes!r}")
     arr = np.asarray(array)
     while arr.ndim > 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 4:
-        if arr.shape[0] != NUM_CLASSES:
-            raise ValueError(f"{source}: 4-D array must be ({NUM_CLASSES}, D, H, W) class scores, got {arr.shape}")
+        if arr.shape[0] != num_classes:
+            raise ValueError(f"{source}: 4-D array must be ({num_classes}, D, H, W) class scores, got {arr.shape}")
         arr = np.argmax(arr, axis=0)
     elif arr.ndim == 1:
-        if arr.size == LABEL_NUMEL:
-            arr = arr.reshape(LABEL_SHAPE)
-        elif arr.size == FINE_NUMEL:
-            arr = arr.reshape(FINE_SHAPE)
+        if arr.size == spec.grid_numel:
+            arr = arr.reshape(grid)
+        elif arr.size == int(np.prod(fine)):
+            arr = arr.reshape(fine)
         else:
             raise ValueError(
-                f"{source}: flat volume of {arr.size} values; expected {LABEL_NUMEL} (60x36x60) or "
-                f"{FINE_NUMEL} (240x144x240), or a 3-D array"
+                f"{source}: flat volume of {arr.size} values; expected {spec.grid_numel} ({'x'.join(map(str, grid))}) "
+                f"or {int(np.prod(fine))} ({'x'.join(map(str, fine))}), or a 3-D array"
             )
     elif arr.ndim != 3:
         raise ValueError(f"{source}: expected a 3-D label volume (or flat / class scores), got shape {arr.shape}")
@@ -108,18 +109,24 @@ def as_labels(array: np.ndarray, *, classes: str = "auto", source: str = "volume
     elif arr.dtype.kind not in "iub":
         raise ValueError(f"{source}: labels must be numeric, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ValueError(f"{source}: labels out of range {arr.min()}..{arr.max()} (expected 0..11 or 255)")
+        raise ValueError(f"{source}: labels out of range {arr.min()}..{arr.max()} (expected 0..{num_classes - 1} or 255)")
     arr = arr.astype(np.int64)
-    raw36 = classes == "36" or (classes == "auto" and bool(np.any((arr >= NUM_CLASSES) & (arr <= 36))))
-    if raw36:
-        try:
-            return map_36_to_11(arr)
-        except ValueError as exc:
-            raise ValueError(f"{source}: {exc}") from None
-    bad = (arr >= NUM_CLASSES) & (arr != IGNORE_LABEL)
+    n_raw = len(spec.label_map) if spec.label_map is not None else 0
+    raw = classes == "36" or (classes == "auto" and bool(np.any((arr >= num_classes) & (arr < n_raw))))
+    if raw:
+        return spec.map_labels(arr, source)
+    bad = (arr >= num_classes) & (arr != IGNORE_LABEL)
     if bad.any():
-        raise ValueError(f"{source}: labels must be 0..11 or 255 (or NYU36 0..36), found {np.unique(arr[bad])[:10].tolist()}")
+        also = f" (or source ids 0..{n_raw - 1})" if n_raw else ""
+        raise ValueError(f"{source}: labels must be 0..{num_classes - 1} or 255{also}, "
+                         f"found {np.unique(arr[bad])[:10].tolist()}")
     return arr.astype(np.uint8)
+
+
+def spec_voxel(shape: Sequence[int], spec: DatasetSpec) -> float:
+    """Voxel edge (m) of a volume of ``shape`` in ``spec``'s grids: the fine voxel for the fine
+    grid, the grid's voxel otherwise."""
+    return spec.fine_voxel if tuple(shape) == spec.fine_grid else spec.voxel_size
 
 
 def _read_array(path: Path, key: str | None) -> np.ndarray:
@@ -149,7 +156,8 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
         raise ValueError(f"{path}: unreadable ({exc})") from None
 
 
-def load_volume(path: str | os.PathLike, *, classes: str = "auto", key: str | None = None) -> Volume:
+def load_volume(path: str | os.PathLike, *, classes: str = "auto", key: str | None = None,
+                spec: DatasetSpec | str = "nyu") -> Volume:
     """Load a label volume from ``.npy``, ``.npz`` or a depthbin ``.bin`` (see module docstring).
 
     Args:
@@ -166,16 +174,16 @@ def load_volume(path: str | os.PathLike, *, classes: str = "auto", key: str | No
         from torchssc.io.depthbin import read_bin
 
         raw = read_bin(path)
-        labels = as_labels(raw.labels, classes="36", source=str(path))
-        return Volume(labels, default_voxel(labels.shape), np.asarray(raw.origin, np.float64),
+        labels = as_labels(raw.labels, classes="36", source=str(path), spec=spec)
+        return Volume(labels, spec_voxel(labels.shape, get_dataset_spec(spec)), np.asarray(raw.origin, np.float64),
                       np.asarray(raw.pose, np.float64), None, None, name)
     if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: unknown volume format (expected .npy, .npz or depthbin .bin)")
-    labels = as_labels(_read_array(path, key), classes=classes, source=str(path))
-    return Volume(labels, default_voxel(labels.shape), name=name)
+    labels = as_labels(_read_array(path, key), classes=classes, source=str(path), spec=spec)
+    return Volume(labels, spec_voxel(labels.shape, get_dataset_spec(spec)), name=name)
 
 
-def load_prepared(root: str | os.PathLike, frame_id: str) -> Volume:
+def load_prepared(root: str | os.PathLike, frame_id: str, spec: DatasetSpec | str = "nyu") -> Volume:
     """The ground truth of a prepared frame with its label_weight and, when stored, camera.
 
     Uses :func:`torchssc.io.prepared.read_frame` (``Meta/<id>.npz`` gives pose, origin and
@@ -183,11 +191,12 @@ def load_prepared(root: str | os.PathLike, frame_id: str) -> Volume:
     """
     from torchssc.io.prepared import read_frame
 
-    frame = read_frame(root, frame_id, rgb=False)
+    spec = get_dataset_spec(spec)
+    frame = read_frame(root, frame_id, rgb=False, spec=spec)
     intr = None if frame.intrinsics is None else Intrinsics.from_array(frame.intrinsics)
-    labels = as_labels(frame.label, classes="11", source=f"{root}/Label/{frame_id}.npz")
-    return Volume(labels, default_voxel(labels.shape), frame.origin, frame.pose, intr,
-                  np.asarray(frame.label_weight, np.uint8).reshape(LABEL_SHAPE), frame_id)
+    labels = as_labels(frame.label, classes="11", source=f"{root}/Label/{frame_id}.npz", spec=spec)
+    return Volume(labels, spec.voxel_size, frame.origin, frame.pose, intr,
+                  np.asarray(frame.label_weight, np.uint8).reshape(spec.grid), frame_id)
 
 
 # --------------------------------------------------------------------------------------------
