@@ -46,7 +46,7 @@ def test_overrides_are_yaml_parsed(tmp_path):
             "train.amp=bf16",
             "train.max_iters=7",
             "data.root=/d/NYU",
-            "data.rgb=false",
+            "data.dataset=synth",
             "train.iters_per_epoch=null",
             "optim.step_epochs=[10, 20]",
             "model.kwargs.width=16",
@@ -58,7 +58,7 @@ def test_overrides_are_yaml_parsed(tmp_path):
     assert cfg["train"]["amp"] == "bf16"
     assert cfg["train"]["max_iters"] == 7
     assert cfg["data"]["root"] == "/d/NYU"
-    assert cfg["data"]["rgb"] is False
+    assert cfg["data"]["dataset"] == "synth"
     assert cfg["train"]["iters_per_epoch"] is None
     assert cfg["optim"]["step_epochs"] == [10, 20]
     assert cfg["model"]["kwargs"] == {"width": 16, "backbone": {"name": "resnet18", "frozen": True}}

@@ -84,8 +84,8 @@ def test_recipes_of_the_default_models_and_budget_overrides(tmp_path):
         cfg = load_config(spec.recipe, [*spec.extra, *budget.overrides(tmp_path / "d", tmp_path / "r", name)])
         assert cfg["model"]["name"] == name  # its own model ...
         own = load_config(specs[name].recipe)
-        assert cfg["loss"] == own["loss"]  # ... its own loss and data flags
-        assert (cfg["data"]["fine"], cfg["data"]["depth"]) == (own["data"]["fine"], own["data"]["depth"])
+        assert cfg["loss"] == own["loss"]  # ... its own loss and dataset
+        assert cfg["data"]["dataset"] == own["data"]["dataset"]
         t, o = cfg["train"], cfg["optim"]  # ... and the same budget
         assert (t["epochs"], t["iters_per_epoch"], t["global_batch"], t["seed"]) == (1, 5, 2, 3)
         assert (t["sampler"], o["lr"], o["schedule"]) == ("shuffle", 0.02, "constant")

@@ -54,7 +54,7 @@ def root(tmp_path_factory):
 def test_keys_shapes_dtypes_values(root):
     root, frames = root
     assert SSCDataset(root, "train").ids == ["0001", "0003", "0007"]
-    ds = SSCDataset(root, ["0003"], fine=True, depth=True, visibility=True)
+    ds = SSCDataset(root, ["0003"], keys=("rgb", "tsdf_fine", "depth", "visibility"))
     item = ds[0]
     expected = {
         "rgb": ((3, H, W), torch.float32),
@@ -92,7 +92,7 @@ def test_keys_shapes_dtypes_values(root):
 
 def test_imagenet_normalisation_against_a_loop(root):
     root, frames = root
-    item = SSCDataset(root, ["0007"])[0]
+    item = SSCDataset(root, ["0007"], keys=["rgb"])[0]
     rgb = frames["0007"].rgb
     ref = np.zeros((3, H, W), np.float64)
     for c in range(3):
@@ -109,14 +109,14 @@ def test_imagenet_normalisation_against_a_loop(root):
 
 def test_default_item_has_only_contract_keys(root):
     root, _ = root
-    item = SSCDataset(root, "train")[0]
-    assert set(item) == {"id", "rgb", "tsdf", "mapping", "label", "label_weight", "sketch_gt",
+    item = SSCDataset(root, "train")[0]  # nothing declared: the base keys (+ the camera, stored)
+    assert set(item) == {"id", "tsdf", "mapping", "label", "label_weight", "sketch_gt",
                          "pose", "origin", "intrinsics"}
 
 
 def test_collate_and_dataloader(root):
     root, frames = root
-    ds = SSCDataset(root, "train", depth=True, visibility=True)
+    ds = SSCDataset(root, "train", keys=("rgb", "depth", "visibility"))
     batch = default_collate([ds[0], ds[2]])
     assert batch["id"] == ["0001", "0007"]
     assert batch["rgb"].shape == (2, 3, H, W)
@@ -159,8 +159,9 @@ def test_missing_files_error_lists_them(root, tmp_path):
     # Asked-for extras are required too; not asking for them leaves the frame usable.
     frame_paths(tmp_path, "0001")["visibility"].unlink()
     assert len(SSCDataset(tmp_path, ["0001"])) == 1
-    with pytest.raises(FileNotFoundError, match=r"(?s)1 file\(s\) missing.*Visibility/0001\.npz"):
-        SSCDataset(tmp_path, ["0001"], visibility=True)
+    with pytest.raises(FileNotFoundError, match=r"protocol 'sscnet' needs input 'visibility', which .* lacks "
+                                                r"for 1 of the 1 frame\(s\).*Visibility/0001\.npz.*torchssc prepare"):
+        SSCDataset(tmp_path, ["0001"], keys={"visibility": "protocol 'sscnet'"})
 
 
 def test_missing_list_is_truncated_with_a_count(tmp_path):
@@ -178,31 +179,28 @@ def test_missing_split_list(tmp_path):
         SSCDataset(tmp_path, "val")
 
 
-def test_empty_split_and_bad_rgb(tmp_path, root):
+def test_empty_split_and_unknown_key(tmp_path, root):
     write_split(tmp_path, "train", [])
     with pytest.raises(ValueError, match="no frames listed"):
         SSCDataset(tmp_path, "train")
-    with pytest.raises(ValueError, match="rgb must be"):
-        SSCDataset(root[0], "train", rgb="yes")
+    with pytest.raises(ValueError, match=r"unknown batch key\(s\) \['colour'\]"):
+        SSCDataset(root[0], "train", keys=["colour"])
 
 
-def test_rgb_auto_true_false(root, tmp_path):
+def test_rgb_loaded_exactly_when_declared(root, tmp_path):
     _, frames = root
     write_frame(tmp_path, "0001", frames["0001"])
     write_frame(tmp_path, "0002", _frame(2, rgb=False))
     both = ["0001", "0002"]
-    # auto: one frame lacks RGB -> omitted for every frame, so batches still collate.
+    # Not declared: never loaded, even where present; batches collate.
     ds = SSCDataset(tmp_path, both)
-    assert not ds.has_rgb
     assert "rgb" not in ds[0] and "rgb" not in ds[1]
     default_collate([ds[0], ds[1]])
-    # auto with only frames that have RGB -> loaded.
-    assert "rgb" in SSCDataset(tmp_path, ["0001"])[0]
-    # True: required; the error names the missing image.
-    with pytest.raises(FileNotFoundError, match=r"RGB/NYU0002_colors\.png"):
-        SSCDataset(tmp_path, both, rgb=True)
-    # False: never loaded even when present.
-    assert "rgb" not in SSCDataset(tmp_path, ["0001"], rgb=False)[0]
+    assert "rgb" in SSCDataset(tmp_path, ["0001"], keys=["rgb"])[0]
+    # Declared: required; one line names who needs it, the count and a missing image.
+    with pytest.raises(FileNotFoundError, match=r"model 'ddrnet' needs input 'rgb', .* for 1 of the 2 "
+                                                r"frame\(s\).*RGB/NYU0002_colors\.png"):
+        SSCDataset(tmp_path, both, keys={"rgb": "model 'ddrnet'"})
 
 
 def test_meta_keys_only_when_every_frame_has_meta(root, tmp_path):
@@ -220,4 +218,4 @@ def test_image_size_must_match_intrinsics(tmp_path):
     frame.rgb = np.zeros((H + 1, W, 3), np.uint8)
     write_frame(tmp_path, "0004", frame)
     with pytest.raises(ValueError, match=r"NYU0004_colors\.png: image is 8x7.*say 8x6"):
-        SSCDataset(tmp_path, ["0004"])[0]
+        SSCDataset(tmp_path, ["0004"], keys=["rgb"])[0]

@@ -157,7 +157,8 @@ def test_cli_train_writes_run_folder(tmp_path, data_root, monkeypatch, capsys):
     # unknown keys are refused before anything runs: one line, exit status 2
     capsys.readouterr()
     assert cli_main(["train", str(recipe), "train.epoch=3"]) == 2
-    assert capsys.readouterr().err == "torchssc train: error: override 'train.epoch=3': unknown config key 'train.epoch'\n"
+    assert capsys.readouterr().err == ("torchssc train: error: override 'train.epoch=3': unknown config key "
+                                         "'train.epoch'; did you mean 'train.epochs'?\n")
 
 
 @pytest.mark.parametrize("protocol", ["torchssc", "all"])
@@ -187,13 +188,13 @@ def test_validation_equals_eval_on_the_same_checkpoint(tmp_path, data_root, prot
 def test_sscnet_protocol_without_visibility_says_it_needs_one(tmp_path, data_root):
     # validation: refused before any training step, instead of scoring another protocol
     cfg = _cfg(tmp_path, data_root, "vis", ["data.val_fraction=0.4", "eval.protocol=sscnet"], eval_every=1)
-    with pytest.raises(ValueError, match="protocol 'sscnet' needs a visibility volume for every frame"):
+    with pytest.raises(FileNotFoundError, match="protocol 'sscnet' needs input 'visibility', which .* lacks"):
         main(cfg)
     assert list_checkpoints(tmp_path / "runs" / "vis") == {}
     # evaluation: the same rule; torchssc and all need no visibility
     cfg = _cfg(tmp_path, data_root, "vis_ok", epochs=1, iters_per_epoch=1)
     checkpoint = main(cfg)["checkpoint"]
-    with pytest.raises(ValueError, match="protocol 'sscnet' needs a visibility volume.*'torchssc' or 'all'"):
+    with pytest.raises(FileNotFoundError, match="protocol 'sscnet' needs input 'visibility'.*'torchssc' and 'all'"):
         evaluate_checkpoints(cfg, [checkpoint], protocols=["torchssc", "sscnet"], split="train", progress=False)
     records = evaluate_checkpoints(cfg, [checkpoint], protocols=["torchssc", "all"], split="train", progress=False)
     assert [r["protocol"] for r in records] == ["torchssc", "all"]

@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 
 from torchssc.config import load_config, recipes_dir
 from torchssc.data import SSCDataset
-from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler
+from torchssc.engine.builders import build_loss, build_model, build_optimizer, build_scheduler, run_inputs
 from torchssc.engine.distributed import DistInfo
 from torchssc.engine.evaluate import score_model
 from torchssc.geometry import LABEL_SHAPE
@@ -116,16 +116,16 @@ def _check_scores(scores: dict) -> None:
 def test_forknet_recipe_trains_on_synthetic_rooms_at_reduced_size(rooms):
     cfg = load_config(CONFIGS / "forknet_synth_cpu.yaml", ["model.kwargs.grid_shape=[32, 16, 32]"])
     assert cfg["optim"]["name"] == "adam" and cfg["model"]["kwargs"]["discriminators"]
-    train = [_forknet_item(i) for i in SSCDataset(rooms, "train", forknet=True, visibility=True)]
-    test = [_forknet_item(i) for i in SSCDataset(rooms, "test", forknet=True, visibility=True)]
+    train = [_forknet_item(i) for i in SSCDataset(rooms, "train", keys=("forknet_tsdf", "visibility"))]
+    test = [_forknet_item(i) for i in SSCDataset(rooms, "test", keys=("forknet_tsdf", "visibility"))]
     assert len(train) == 2 and train[0]["forknet_label"].gt(0).any() and train[0]["label"].shape == (24, 12, 24)
     _check_scores(_train_and_score(cfg, train[:1], test, watch="ssc", steps=2))  # 79 M parameters: 2 steps
 
 
 def test_ccpnet_style_recipe_trains_on_synthetic_rooms_at_reduced_size(rooms):
     cfg = load_config(CONFIGS / "ccpnet_style_synth_cpu.yaml")
-    train = [_ccpnet_item(i) for i in SSCDataset(rooms, "train", fine=True, fine_labels=True, visibility=True)]
-    test = [_ccpnet_item(i) for i in SSCDataset(rooms, "test", fine=True, fine_labels=True, visibility=True)]
+    train = [_ccpnet_item(i) for i in SSCDataset(rooms, "train", keys=("tsdf_fine", "label_fine", "visibility"))]
+    test = [_ccpnet_item(i) for i in SSCDataset(rooms, "test", keys=("tsdf_fine", "label_fine", "visibility"))]
     assert train[0]["label_fine"].gt(0).any() and train[0]["label"].shape == (12, 8, 12)
     _check_scores(_train_and_score(cfg, train, test, watch="semantic", steps=3))
 
@@ -141,13 +141,14 @@ def test_nyu_recipes_follow_the_spec(name):
         assert nyu["optim"][key] == cpu["optim"][key], key
     if name == "forknet":
         assert (nyu["optim"]["name"], nyu["optim"]["lr"], nyu["optim"]["betas"]) == ("adam", 1e-4, [0.5, 0.9])
-        assert nyu["train"]["global_batch"] == 8 and nyu["data"]["forknet"] and nyu["loss"]["kwargs"]["gamma"] == 0.97
+        assert nyu["train"]["global_batch"] == 8 and nyu["loss"]["kwargs"]["gamma"] == 0.97
+        assert {"forknet_tsdf", "forknet_label", "forknet_surface"} <= set(run_inputs(nyu))
         model = build_model(load_config(CONFIGS / f"{name}_nyu.yaml", ["model.kwargs.grid_shape=[16, 16, 16]"]))
         opt = build_optimizer(nyu, model)
         assert isinstance(opt, torch.optim.Adam) and opt.defaults["betas"] == (0.5, 0.9)
     else:
         assert nyu["train"]["epochs"] * nyu["train"]["iters_per_epoch"] == 39_600 and nyu["train"]["global_batch"] == 4
-        assert nyu["data"]["fine"] and nyu["data"]["fine_labels"] and nyu["train"]["amp"] == "bf16"
+        assert {"tsdf_fine", "label_fine"} <= set(run_inputs(nyu)) and nyu["train"]["amp"] == "bf16"
     with pytest.raises(ValueError, match="optim.betas"):
         load_config(CONFIGS / f"{name}_nyu.yaml", ["optim.betas=[0.5]"])
     with pytest.raises(ValueError, match="optim.name"):

@@ -40,8 +40,10 @@ def _batches(n, seed, b=2, grid=(8, 4, 8), image=(12, 16)):
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_loads_with_a_relative_root_and_the_prior(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
-    assert cfg["data"]["root"] == "DATA/nyu_torchssc" and not Path(cfg["data"]["root"]).is_absolute()
-    assert cfg["data"]["prior"] is True and cfg["data"]["rgb"] is False
+    assert cfg["data"]["root"] == "DATA/NYU" and not Path(cfg["data"]["root"]).is_absolute()
+    with torch.device("meta"):
+        inputs = builders.run_inputs(cfg, builders.build_model(cfg))
+    assert "prior" in inputs and "rgb" not in inputs  # the model declares the prior, not RGB
     assert cfg["data"]["val_fraction"] == 0.1 and round(795 * 0.1) == 80
     assert cfg["train"]["global_batch"] == 4 and cfg["eval"]["protocol"] == "torchssc"
     assert cfg["train"]["device"] == ("cpu" if name.endswith("_cpu") else "auto")
@@ -93,8 +95,7 @@ def test_recipe_trains_a_step_through_the_engine(name):
     assert len(changed) > len(before) // 2
 
 
-@pytest.mark.parametrize("value, passed", [("auto", {"prior": "auto"}), (True, {"prior": True}), (False, {"prior": False})])
-def test_data_prior_switch_reaches_the_dataset(monkeypatch, value, passed):
+def test_declared_inputs_reach_the_dataset(monkeypatch):
     seen = {}
 
     class Recorder:
@@ -104,10 +105,15 @@ def test_data_prior_switch_reaches_the_dataset(monkeypatch, value, passed):
     import torchssc.data
 
     monkeypatch.setattr(torchssc.data, "SSCDataset", Recorder)
-    cfg = load_config(CONFIGS / "unet3d_prior_nyu.yaml", [f"data.prior={str(value).lower()}"])
-    builders.build_dataset(cfg, "train")
-    assert {k: v for k, v in seen.items() if k == "prior"} == passed
-    with pytest.raises(ValueError, match="data.prior"):
-        load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["data.prior=sometimes"])
+    cfg = load_config(CONFIGS / "unet3d_prior_nyu.yaml")
+    with torch.device("meta"):
+        model = builders.build_model(cfg)
+    builders.build_dataset(cfg, "train", builders.run_inputs(cfg, model))
+    assert seen["keys"] == {"tsdf": "model 'unet3d_prior'", "mapping": "model 'unet3d_prior'",
+                            "prior": "model 'unet3d_prior'", "label": "loss 'class_weighted_ce'",
+                            "label_weight": "loss 'class_weighted_ce'"}
+    assert seen["spec"].name == "nyu"
+    with pytest.raises(ValueError, match="data.prior.*declared by the model"):
+        load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["data.prior=true"])
     with pytest.raises(ValueError, match="optim.name"):
         load_config(CONFIGS / "unet3d_prior_nyu.yaml", ["optim.name=rmsprop"])

@@ -190,7 +190,7 @@ def test_rgb_from_mat_with_fine_tsdf(tmp_path, nyu_sample):
 def test_dataset_reads_the_prepared_sample(nyutrain):
     ds = SSCDataset(nyutrain.out1, "train")
     assert ds.ids == ["0001", "0002"]
-    assert not ds.has_rgb  # 0002 has no RGB, so "auto" leaves it out for both
+    assert "rgb" not in ds.keys  # nothing declared RGB: not loaded (0002 has none anyway)
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     assert batch["tsdf"].shape == (2, 1, *LABEL_SHAPE) and batch["mapping"].shape == (2, LABEL_NUMEL)
     assert torch.equal(batch["label"][0], batch["label"][1])  # same source frame
@@ -202,7 +202,7 @@ def test_dataset_reads_the_prepared_sample(nyutrain):
     assert batch["tsdf"].abs().max() <= 1.0
     assert set(batch["label_weight"].unique().tolist()) <= {0.0, 1.0}
     assert set(batch["sketch_gt"].unique().tolist()) == {0, 1}
-    assert "rgb" in SSCDataset(nyutrain.out1, ["0001"])[0]
+    assert "rgb" in SSCDataset(nyutrain.out1, ["0001"], keys=["rgb"])[0]
 
 
 # ------------------------------------------------------------------------------------------

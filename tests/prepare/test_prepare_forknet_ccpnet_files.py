@@ -35,7 +35,7 @@ def test_extra_files_read_back_by_the_dataset(prepared):
     raw_dir, out = prepared
     paths = frame_paths(out, "0001")
     assert paths["forknet"].is_file() and paths["label_fine"].is_file()
-    item = SSCDataset(out, "train", fine=True, forknet=True, fine_labels=True)[0]
+    item = SSCDataset(out, "train", keys=("tsdf_fine", "forknet_tsdf", "label_fine"))[0]
     assert item["forknet_tsdf"].shape == (1, 80, 48, 80) and item["forknet_tsdf"].dtype == torch.float32
     assert item["forknet_label"].shape == (80, 48, 80) and item["forknet_label"].dtype == torch.int64
     assert item["forknet_surface"].shape == (80, 48, 80) and item["forknet_surface"].dtype == torch.uint8
@@ -56,7 +56,7 @@ def test_extra_files_read_back_by_the_dataset(prepared):
     with pytest.raises(FileNotFoundError, match="ForkNet"):
         paths["forknet"].rename(paths["forknet"].with_suffix(".bak"))
         try:
-            SSCDataset(out, "train", forknet=True)
+            SSCDataset(out, "train", keys=["forknet_tsdf"])
         finally:
             paths["forknet"].with_suffix(".bak").rename(paths["forknet"])
 

@@ -142,7 +142,8 @@ OPTIONAL_KEYS: dict[str, tuple[str, str]] = {
     "pose": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
     "origin": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
     "intrinsics": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
-    "visibility": ("visibility", "visibility volumes (torchssc prepare writes Visibility/)"),
+    "visibility": ("visibility", "visibility volumes (torchssc prepare writes Visibility/); the 'torchssc' "
+                                 "and 'all' protocols need none"),
     "tsdf_fine": ("tsdf_fine", "the fine flipped TSDF (torchssc prepare --fine)"),
     "forknet_tsdf": ("forknet", "ForkNet's volumes (torchssc prepare --forknet)"),
     "forknet_label": ("forknet", "ForkNet's volumes (torchssc prepare --forknet)"),
