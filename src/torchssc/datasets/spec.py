@@ -30,7 +30,7 @@ LAYOUTS = ("torchssc",)
 layout, the released NYU files (``L/``, ``T/``) included."""
 
 FIELDS = ("name", "description", "classes", "palette", "ignore_id", "ignore_color", "label_map",
-          "grid", "voxel_size", "fine_factor", "intrinsics", "image_size", "layout")
+          "class_weights", "grid", "voxel_size", "fine_factor", "intrinsics", "image_size", "layout")
 """The keys of a spec file, in the order docs/datasets.md explains them."""
 REQUIRED_FIELDS = ("name", "classes", "grid", "voxel_size", "intrinsics", "image_size")
 
@@ -47,6 +47,9 @@ class DatasetSpec:
         ignore_color: the RGB colour drawn for ``ignore_id``.
         label_map: source label id -> class id (NYU36 -> 11 for NYU; ``ignore_id`` passes
             through), or ``None`` when the source already uses the class ids.
+        class_weights: one loss weight per class, or ``None``; a recipe asks for them with
+            ``loss.kwargs.class_weights: dataset`` (NYU's: square-root median-frequency weights
+            of its training scenes, :mod:`torchssc.losses.class_weighted`).
         grid: the scoring grid ``(D0, D1, D2)``, axes [world X, world Z (up), world Y].
         voxel_size: edge of a grid voxel (m).
         fine_factor: fine voxels per grid voxel along each axis (the fine grid is
@@ -68,6 +71,7 @@ class DatasetSpec:
     ignore_id: int = 255
     ignore_color: tuple[int, int, int] = (153, 153, 153)
     label_map: tuple[int, ...] | None = None
+    class_weights: tuple[float, ...] | None = None
     fine_factor: int = 4
     layout: str = "torchssc"
     description: str = ""
@@ -208,6 +212,11 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> DatasetSpec:
         label_map = _ints(source, "label_map", label_map, None, 0, len(classes) - 1)
         if not 1 <= len(label_map) <= 255:
             _fail(source, "label_map", label_map, "1..255 class ids, indexed by source id")
+    class_weights = data.get("class_weights")
+    if class_weights is not None:
+        if not (isinstance(class_weights, list) and len(class_weights) == len(classes)):
+            _fail(source, "class_weights", class_weights, f"{len(classes)} numbers, one per class")
+        class_weights = tuple(_positive(source, "class_weights", w) for w in class_weights)
     grid = _ints(source, "grid", data["grid"], 3, 1)
     fine_factor = data.get("fine_factor", 4)
     if not (isinstance(fine_factor, int) and not isinstance(fine_factor, bool) and fine_factor >= 1):
@@ -227,7 +236,7 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> DatasetSpec:
         name=name, classes=tuple(classes), grid=grid, voxel_size=_positive(source, "voxel_size", data["voxel_size"]),
         intrinsics=intrinsics, image_size=image_size, palette=palette or (), ignore_id=int(ignore_id),
         ignore_color=_ints(source, "ignore_color", data.get("ignore_color", [153, 153, 153]), 3, 0, 255),
-        label_map=label_map, fine_factor=int(fine_factor), layout=layout, description=description,
+        label_map=label_map, class_weights=class_weights, fine_factor=int(fine_factor), layout=layout, description=description,
         path=None if source == "<dict>" else source,
     )
 

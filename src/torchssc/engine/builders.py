@@ -34,10 +34,13 @@ def _with_spec(builder: Callable, kwargs: dict, spec: DatasetSpec) -> dict:
 
 
 def build_model(cfg: dict) -> nn.Module:
-    """``get_model(cfg.model.name, num_classes=<the dataset's>, **cfg.model.kwargs)``; bad keyword
-    arguments are a ValueError naming the model (the free-form kwargs are validated by building)."""
+    """``get_model(cfg.model.name, num_classes=<the dataset's>, **<the registered from_spec(spec)>,
+    **cfg.model.kwargs)`` (the recipe's kwargs win); bad keyword arguments are a ValueError naming
+    the model (the free-form kwargs are validated by building)."""
     name, kwargs = cfg["model"]["name"], dict(cfg["model"]["kwargs"])
-    kwargs = _with_spec(MODELS.get(name), kwargs, dataset_spec(cfg))
+    spec = dataset_spec(cfg)
+    from_spec = MODELS.info(name).get("from_spec")  # e.g. a projection grid from the fine grid
+    kwargs = _with_spec(MODELS.get(name), {**(from_spec(spec) if from_spec else {}), **kwargs}, spec)
     try:
         return get_model(name, **kwargs)
     except TypeError as exc:
@@ -46,9 +49,16 @@ def build_model(cfg: dict) -> nn.Module:
 
 def build_loss(cfg: dict) -> Callable[[dict, dict], dict]:
     """``get_loss(cfg.loss.name, num_classes=<the dataset's>, **cfg.loss.kwargs)``: called as
-    ``loss(outputs, batch)`` and returning a dict of scalar tensors with ``"total"``."""
+    ``loss(outputs, batch)`` and returning a dict of scalar tensors with ``"total"``.
+    ``class_weights: dataset`` in the kwargs takes the dataset spec's ``class_weights``."""
     name, kwargs = cfg["loss"]["name"], dict(cfg["loss"]["kwargs"])
-    kwargs = _with_spec(LOSSES.get(name), kwargs, dataset_spec(cfg))
+    spec = dataset_spec(cfg)
+    if kwargs.get("class_weights") == "dataset":  # the dataset's declared weights
+        if spec.class_weights is None:
+            raise ValueError(f"loss.kwargs.class_weights=dataset, but dataset {spec.name!r} declares no class_weights"
+                             f"{f' ({spec.path})' if spec.path else ''}; add them to the spec or give a list")
+        kwargs["class_weights"] = list(spec.class_weights)
+    kwargs = _with_spec(LOSSES.get(name), kwargs, spec)
     try:
         return get_loss(name, **kwargs)
     except TypeError as exc:

@@ -108,7 +108,8 @@ class AICNet(TwoStreamRGBD):
         )
 
 
-@register_model("aicnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"))
+@register_model("aicnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"),
+                from_spec=lambda s: {"grid_shape": s.fine_grid, "voxel_size": s.fine_voxel})
 def aicnet(
     *,
     num_classes: int = 12,

@@ -81,7 +81,8 @@ class DDRNet(TwoStreamRGBD):
         )
 
 
-@register_model("ddrnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"))
+@register_model("ddrnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"),
+                from_spec=lambda s: {"grid_shape": s.fine_grid, "voxel_size": s.fine_voxel})
 def ddrnet(
     *,
     num_classes: int = 12,

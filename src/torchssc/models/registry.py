@@ -5,7 +5,9 @@ A builder is a keyword-only function returning an ``nn.Module``; a variant is a 
 constructor arguments registered as its own builder. ``inputs`` declares the batch keys the
 model reads (``tsdf``, ``mapping``, ``rgb``, ``prior``, ``depth``, ``pose``, ``tsdf_fine``, ...;
 the vocabulary is :data:`torchssc.io.prepared.OPTIONAL_KEYS` plus the base keys): the engine
-loads exactly those (docs/architecture.md, "Adding a model").
+loads exactly those (docs/architecture.md, "Adding a model"). ``from_spec`` (optional) maps a
+dataset spec (:mod:`torchssc.datasets`) to keyword arguments of the builder (e.g. a projection
+grid from the spec's fine grid); ``num_classes`` comes from the spec without it.
 """
 
 from __future__ import annotations

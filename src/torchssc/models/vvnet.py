@@ -148,7 +148,8 @@ class VVNetR120(nn.Module):
         return {"semantic": self.head(x)}
 
 
-@register_model("vvnet_r120", inputs=("depth", "pose", "origin", "intrinsics"))
+@register_model("vvnet_r120", inputs=("depth", "pose", "origin", "intrinsics"),
+                from_spec=lambda s: {"grid_shape": tuple(g // 2 for g in s.fine_grid), "voxel_size": 2 * s.fine_voxel})
 def vvnet_r120(
     *,
     num_classes: int = 12,
