@@ -251,9 +251,14 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     train_split, val_split = split_train_val(cfg)
     if info.is_main and isinstance(val_split, list):  # the held-out scenes, for the record
         write_split(out, "val_ids", val_split)
-    model = build_model(cfg)
-    inputs = run_inputs(cfg, model)  # what the model and its loss read: the data loads exactly that
+    # What the model and its loss read, as registered: the data loads exactly that, and a missing
+    # input stops the run here, before the model (and its weights files) are even built.
+    inputs = run_inputs(cfg)
     train_set = build_dataset(cfg, train_split, inputs)
+    model = build_model(cfg)
+    if run_inputs(cfg, model) != inputs:  # this instance reads other keys (its kwargs chose them)
+        inputs = run_inputs(cfg, model)
+        train_set = build_dataset(cfg, train_split, inputs)
     iters_per_epoch = resolve_iters_per_epoch(cfg, len(train_set))
     total_iters = t["epochs"] * iters_per_epoch
     stop_at = min(total_iters, t["max_iters"] or total_iters)

@@ -136,7 +136,8 @@ BASE_KEYS = ("tsdf", "mapping", "label", "label_weight", "sketch_gt")
 """Batch keys every item has: they come from the files of :data:`REQUIRED`."""
 
 OPTIONAL_KEYS: dict[str, tuple[str, str]] = {
-    "rgb": ("rgb", "RGB images (NYU: torchssc prepare --mat nyu_depth_v2_labeled.mat)"),
+    "rgb": ("rgb", "RGB images (NYU: torchssc prepare --rgb-mat nyu_depth_v2_labeled.mat; or a model without "
+                   "RGB, e.g. sketch_aware_ssc_prior or sketch_aware_ssc_tsdf: torchssc list)"),
     "prior": ("prior", "a 2D semantic prior per frame (seg_result_label13/<id>.png, NYU-13 ids)"),
     "depth": ("depth", "depth images (torchssc prepare writes Depth/)"),
     "pose": ("meta", "the camera of each frame (torchssc prepare writes Meta/)"),
