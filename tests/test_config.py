@@ -185,3 +185,68 @@ def test_splits_are_names_or_lists_of_ids(tmp_path):
     for bad in ("data.train_split=[]", "data.train_split=null", "data.val_split=[1.5]"):
         with pytest.raises(ValueError, match="a split name or a non-empty list of scene ids"):
             load_config(recipe, [bad])
+
+
+# ------------------------------------------------------------------------------------------
+# Composition (docs/training.md, "Recipes compose")
+def test_recipe_composes_parts_in_order(tmp_path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "base.yaml").write_text("optim: {lr: 0.1}\ntrain: {epochs: 3}\n")
+    (tmp_path / "parts" / "more.yaml").write_text("compose: [base]\ntrain: {epochs: 5}\nmodel: {kwargs: {width: 8}}\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("compose: [parts/more, model/unet3d_prior]\nmodel: {kwargs: {prior_fill: false}}\n")
+    cfg = load_config(recipe, ["train.epochs=7"])
+    assert cfg["optim"]["lr"] == 0.1  # from base, through more
+    assert cfg["train"]["epochs"] == 7  # base 3 < more 5 < the override
+    assert cfg["model"]["name"] == "unet3d_prior" and cfg["loss"]["name"] == "class_weighted_ce"  # a shipped part
+    # free-form kwargs merge key by key across layers
+    assert cfg["model"]["kwargs"] == {"width": 8, "prior_fill": False}
+    assert "compose" not in cfg
+
+
+def test_composition_errors_name_the_recipe(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("compose: [b]\n")
+    b.write_text("compose: [a]\n")
+    with pytest.raises(ValueError, match="makes a cycle"):
+        load_config(a)
+    a.write_text("compose: [dataset/nope]\n")
+    with pytest.raises(FileNotFoundError, match=r"a.yaml: composes 'dataset/nope'.*dataset/nyu"):
+        load_config(a)
+    a.write_text("compose: dataset/nyu\n")
+    with pytest.raises(ValueError, match="'compose' must be a list"):
+        load_config(a)
+
+
+def test_shipped_recipes_resolve_as_before_composition():
+    """The composed recipes give the flat ones' values (the input flags are gone, the roots of
+    the NYU recipes all DATA/NYU): spot checks of each kind."""
+    paper = load_config("sketch_aware_ssc_nyu")
+    assert (paper["optim"]["lr"], paper["optim"]["weight_decay"], paper["train"]["iters_per_epoch"]) == (0.05, 1e-3, 198)
+    assert paper["model"]["kwargs"]["backbone"] == "resnet50_deepstem" and paper["train"]["ckpt_every"] == 5
+    smoke = load_config("sscnet_synth_cpu")
+    assert smoke["optim"]["step_epochs"] == [1] and smoke["train"]["global_batch"] == 1
+    assert smoke["data"]["dataset"] == "synth" and smoke["eval"]["protocol"] == "sscnet"
+    assert load_config("ccpnet_style_synth_cpu")["train"]["amp"] == "none"
+    assert load_config("ccpnet_style_nyu")["train"]["amp"] == "bf16"
+    cpu = load_config("unet3d_prior_nyu_cpu")
+    assert (cpu["train"]["epochs"], cpu["train"]["iters_per_epoch"], cpu["data"]["val_fraction"]) == (6, 100, 0.1)
+    assert {load_config(r)["data"]["root"] for r in list_recipes() if r.endswith(("_nyu", "_nyu_cpu"))} == {"DATA/NYU"}
+
+
+def test_old_input_flags_dropped_from_files_refused_in_overrides(tmp_path, caplog):
+    old = _write(tmp_path, {"data": {"rgb": True, "fine": False, "root": "/d"}})
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old)  # e.g. the config.yaml of a run folder written before
+    assert "rgb" not in cfg["data"] and cfg["data"]["root"] == "/d"
+    assert "ignoring data.fine, data.rgb" in caplog.text
+    with pytest.raises(ValueError, match="'data.prior': inputs are declared by the model"):
+        load_config(old, ["data.prior=true"])
+
+
+def test_print_config_shows_the_merged_recipe(capsys):
+    from torchssc.cli import main as cli_main
+
+    assert cli_main(["train", "unet3d_prior_nyu_cpu", "data.root=/x", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == load_config("unet3d_prior_nyu_cpu", ["data.root=/x"])
