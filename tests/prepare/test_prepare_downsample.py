@@ -174,3 +174,25 @@ def test_tsdf_mean_is_the_float32_running_sum_in_scan_order():
     for n in range(64):
         reversed_sum += other[:, n]
     assert (reversed_sum / np.float32(64) != got.ravel()).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_another_datasets_label_map_against_a_loop(seed):
+    """A spec with 5 classes and its own map (source ids 0..9 -> 0..4): the rules of the
+    module docstring over the mapped values, with the class count of the spec."""
+    label_map = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4]
+    rng = np.random.default_rng(seed)
+    raw = rng.choice([0, 255, *range(1, 10)], size=(8, 8, 12), p=[0.3, 0.25, *[0.05] * 9]).astype(np.uint8)
+
+    def ref(block):
+        vals = [255 if v == 255 else label_map[v] for v in block.ravel().tolist()]
+        n0, n255 = vals.count(0), vals.count(255)
+        if n0 + n255 > 0.95 * len(vals):
+            return 0 if n0 >= n255 else 255
+        counts = [vals.count(k) for k in range(1, 5)]
+        return 1 + counts.index(max(counts))
+
+    got = downsample_labels(raw, label_map=label_map, num_classes=5)
+    np.testing.assert_array_equal(got, _blockwise(raw, ref))
+    with pytest.raises(ValueError, match=r"0\.\.9 or 255 \(raw source ids\), found \[10\]"):
+        downsample_labels(np.full((4, 4, 4), 10, np.uint8), label_map=label_map, num_classes=5)

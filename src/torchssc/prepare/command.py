@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fine-intrinsics", default=None, metavar="PRESET|FX,FY,CX,CY[,W,H]",
                         help="intrinsics of the --fine TSDF (default: 'sscnet' for NYU release "
                              "intrinsics, as SSCNet's data layer; the dataset's own otherwise)")
+    parser.add_argument("--dataset", default="nyu", metavar="NAME|YAML",
+                        help="the dataset spec whose label map turns the raw labels into classes (default nyu: "
+                             "NYU36 -> 11; torchssc list shows the built-in ones)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             forknet=args.forknet,
             forknet_class_map=args.forknet_class_map,
             fine_labels=args.fine_labels,
+            dataset=args.dataset,
             progress=not args.no_progress,
             report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
             **kwargs,

@@ -1,6 +1,7 @@
 """Fine (240x144x240) -> label grid (60x36x60) downsampling of labels and TSDF (docs/data.md).
 
-Labels are first mapped 36 -> 11 (as :func:`torchssc.geometry.map_36_to_11`), then each 4x4x4
+Labels are first mapped to the dataset's classes (NYU: 36 -> 11, as
+:func:`torchssc.geometry.map_36_to_11`; any ``label_map`` of a dataset spec), then each 4x4x4
 block gets one label:
 
 ``tie_rule="default"`` (TorchSSC / the published Python preprocessing)
@@ -28,12 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL, NYU36_TO_11
+from typing import Sequence
+
+from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL, NUM_CLASSES, NYU36_TO_11
 
 EMPTY_FRACTION = 0.95
 """A block with more than this fraction of 0/255 voxels (61 of 64) is empty (0) or outside (255)."""
 TIE_RULES = ("default", "sscnet")
-_NUM_CODES = 13  # labels 0..11, and 12 standing for 255
 
 
 def _check_shape(shape: tuple[int, ...], factor: int, what: str) -> tuple[int, int, int]:
@@ -90,18 +92,18 @@ def _block_values(volume: np.ndarray, blocks: np.ndarray, factor: int, order: st
     return volume.ravel()[base[:, None] + _block_offsets(volume.shape, factor, order)[None, :]]
 
 
-def _counts(codes: np.ndarray) -> np.ndarray:
-    """``(N, K) uint8`` codes in 0..12 -> ``(N, 13) int64`` counts per row."""
+def _counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """``(N, K) uint8`` codes in ``0..n_codes-1`` -> ``(N, n_codes) int64`` counts per row."""
     n = codes.shape[0]
-    keys = codes.astype(np.int64) + _NUM_CODES * np.arange(n, dtype=np.int64)[:, None]
-    return np.bincount(keys.ravel(), minlength=n * _NUM_CODES).reshape(n, _NUM_CODES)
+    keys = codes.astype(np.int64) + n_codes * np.arange(n, dtype=np.int64)[:, None]
+    return np.bincount(keys.ravel(), minlength=n * n_codes).reshape(n, n_codes)
 
 
 def _scan_mode(codes: np.ndarray, counts: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """SSCNet's scan-order mode over the ``allowed`` codes (see module docstring).
 
     Args:
-        codes: ``(N, K)`` codes in scan order. counts: ``(N, 13)``. allowed: ``(13,) bool``.
+        codes: ``(N, K)`` codes in scan order. counts: ``(N, C)``. allowed: ``(C,) bool``.
     Returns:
         ``(N,) int64`` winning code, or 0 where no allowed code occurs at least twice.
     """
@@ -118,20 +120,18 @@ def _scan_mode(codes: np.ndarray, counts: np.ndarray, allowed: np.ndarray) -> np
     return np.where(best[:, 0] > 0, winner, 0)
 
 
-_INVALID = 13  # code of a value that is not a label
+def _code_lut(label_map: Sequence[int] | None, num_classes: int) -> np.ndarray:
+    """``(256,) uint8``: label value -> code ``0..num_classes-1`` (classes), ``num_classes`` (255)
+    or ``num_classes + 1`` (invalid).
 
-
-def _code_lut(raw: bool) -> np.ndarray:
-    """``(256,) uint8``: label value -> code 0..11 (classes), 12 (255) or 13 (invalid).
-
-    ``raw``: values are NYU36 ids (0..36, 255), mapped 36 -> 11; else labels 0..11, 255.
+    ``label_map``: source id -> class (NYU36 -> 11); ``None``: values are already class ids.
     """
-    lut = np.full(256, _INVALID, dtype=np.uint8)
-    if raw:
-        lut[: len(NYU36_TO_11)] = NYU36_TO_11
+    lut = np.full(256, num_classes + 1, dtype=np.uint8)
+    if label_map is not None:
+        lut[: len(label_map)] = np.asarray(label_map, dtype=np.uint8)
     else:
-        lut[:_NUM_CODES - 1] = np.arange(_NUM_CODES - 1)
-    lut[IGNORE_LABEL] = _NUM_CODES - 1
+        lut[:num_classes] = np.arange(num_classes)
+    lut[IGNORE_LABEL] = num_classes
     return lut
 
 
@@ -141,6 +141,8 @@ def downsample_labels(
     factor: int = DOWNSAMPLE,
     tie_rule: str = "default",
     raw: bool = True,
+    label_map: Sequence[int] | None = None,
+    num_classes: int = NUM_CLASSES,
 ) -> np.ndarray:
     """Downsample a fine label grid by ``factor`` per axis.
 
@@ -148,9 +150,11 @@ def downsample_labels(
         labels: ``(D, H, W)`` integer labels, raw NYU36 (0..36, 255) when ``raw`` else 0..11/255.
         factor: block edge (4 for 240x144x240 -> 60x36x60).
         tie_rule: ``"default"`` or ``"sscnet"`` (module docstring).
-        raw: map 36 -> 11 first.
+        raw: map the source ids first (``label_map``; NYU36 -> 11 when it is ``None``).
+        label_map: source id -> class id of the dataset (its spec's ``label_map``).
+        num_classes: classes of the dataset, empty included (12 for NYU).
     Returns:
-        ``(D/f, H/f, W/f) uint8`` labels 0..11 or 255.
+        ``(D/f, H/f, W/f) uint8`` labels ``0..num_classes-1`` or 255.
     """
     if tie_rule not in TIE_RULES:
         raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
@@ -162,7 +166,11 @@ def downsample_labels(
         if labels.size and (labels.min() < 0 or labels.max() > 255):
             raise ValueError(f"labels must be in 0..255, got range {labels.min()}..{labels.max()}")
         labels = labels.astype(np.uint8)
-    lut = _code_lut(raw)
+    if raw and label_map is None:
+        label_map = NYU36_TO_11
+    lut = _code_lut(label_map if raw else None, num_classes)
+    n_codes = num_classes + 1  # codes: the classes, then 255
+    invalid = n_codes  # the code of a value the map does not know
     # Most blocks are uniform: their label is their (mapped) value under both rules. The 36 -> 11
     # map is applied to the uniform values and to the voxels of mixed blocks only.
     lo = block_reduce(labels, np.minimum, factor).ravel()
@@ -170,26 +178,27 @@ def downsample_labels(
     mixed = np.flatnonzero(lo != hi)
     out = lut[lo]
     codes = lut[_block_values(labels, mixed, factor, "F" if tie_rule == "sscnet" else "C")]
-    if (out[lo == hi] == _INVALID).any() or (codes == _INVALID).any():
-        bad = np.unique(labels[lut[labels] == _INVALID])[:10].tolist()
-        allowed = "0..36 or 255 (raw NYU36 ids)" if raw else "0..11 or 255 (pass raw=True for NYU36 ids)"
+    if (out[lo == hi] == invalid).any() or (codes == invalid).any():
+        bad = np.unique(labels[lut[labels] == invalid])[:10].tolist()
+        allowed = (f"0..{len(label_map) - 1} or 255 (raw source ids)" if raw
+                   else f"0..{num_classes - 1} or 255 (pass raw=True for source ids)")
         raise ValueError(f"labels must be in {allowed}, found {bad}")
     if mixed.size:
-        counts = _counts(codes)
-        n_empty = counts[:, 0] + counts[:, _NUM_CODES - 1]
+        counts = _counts(codes, n_codes)
+        n_empty = counts[:, 0] + counts[:, n_codes - 1]
         empty = n_empty > EMPTY_FRACTION * factor ** 3
         if tie_rule == "default":
-            empty_label = np.where(counts[:, 0] >= counts[:, _NUM_CODES - 1], 0, _NUM_CODES - 1)
-            class_label = counts[:, 1 : _NUM_CODES - 1].argmax(axis=1) + 1
+            empty_label = np.where(counts[:, 0] >= counts[:, n_codes - 1], 0, n_codes - 1)
+            class_label = counts[:, 1 : n_codes - 1].argmax(axis=1) + 1
         else:
-            all_codes = np.ones(_NUM_CODES, dtype=bool)
-            classes = np.zeros(_NUM_CODES, dtype=bool)
-            classes[1 : _NUM_CODES - 1] = True
+            all_codes = np.ones(n_codes, dtype=bool)
+            classes = np.zeros(n_codes, dtype=bool)
+            classes[1 : n_codes - 1] = True
             empty_label = _scan_mode(codes, counts, all_codes)
             class_label = _scan_mode(codes, counts, classes)
         code = np.where(empty, empty_label, class_label)
         out[mixed] = code
-    out[out == _NUM_CODES - 1] = IGNORE_LABEL
+    out[out == n_codes - 1] = IGNORE_LABEL
     return out.reshape(small)
 
 

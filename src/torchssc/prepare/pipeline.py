@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from torchssc.geometry import (
-    DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose, map_36_to_11,
+    DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose,
 )
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.depthbin import check_depth, read_bin, read_depth_png
 from torchssc.io.prepared import PreparedFrame
 from torchssc.prepare.downsample import TIE_RULES, downsample_labels, downsample_mean
@@ -61,6 +62,7 @@ def prepare_frame(
     forknet: bool = False,
     forknet_class_map: str = "standard",
     fine_labels: bool = False,
+    spec: DatasetSpec | str = "nyu",
 ) -> PreparedFrame:
     """Prepare one frame.
 
@@ -79,6 +81,8 @@ def prepare_frame(
         forknet: also return ForkNet's 80x48x80 volumes (:mod:`torchssc.prepare.forknet`;
             timed as ``"forknet"``); ``forknet_class_map`` is their 36 -> 11 map.
         fine_labels: also return the fine labels mapped 36 -> 11 (``label_fine``).
+        spec: the dataset (:mod:`torchssc.datasets`): its ``label_map`` (NYU36 -> 11 for NYU)
+            and classes turn the raw labels into the label grid.
     Returns:
         :class:`~torchssc.io.prepared.PreparedFrame` with label-grid fields ``(D/4, H/4, W/4)``:
         ``tsdf`` float32, ``label_weight`` uint8, ``mapping`` ``(D*H*W/64,)`` int64 (``W*H`` = no
@@ -89,6 +93,7 @@ def prepare_frame(
     """
     if tie_rule not in TIE_RULES:
         raise ValueError(f"tie_rule must be one of {TIE_RULES}, got {tie_rule!r}")
+    spec = get_dataset_spec(spec)
     raw_labels = np.asarray(raw_labels)
     shape = raw_labels.shape
     if raw_labels.ndim != 3 or any(s % DOWNSAMPLE or s == 0 for s in shape):
@@ -112,7 +117,8 @@ def prepare_frame(
             depth, pose, origin, intrinsics=intrinsics, voxel=voxel, shape=shape, hits=hits
         )
     with _timed(timings, "labels"):
-        label = downsample_labels(raw_labels, tie_rule=tie_rule)
+        label = downsample_labels(raw_labels, tie_rule=tie_rule, raw=spec.label_map is not None,
+                                  label_map=spec.label_map, num_classes=spec.num_classes)
     with _timed(timings, "tsdf_mean"):
         tsdf = downsample_mean(fine_tsdf.distance)
     with _timed(timings, "label_weight"):
@@ -122,7 +128,7 @@ def prepare_frame(
             depth, pose, origin, intrinsics=intrinsics, voxel=voxel, fine_shape=shape, hits=hits
         )
     with _timed(timings, "sketch"):
-        sketch = sketch_from_labels(label)
+        sketch = sketch_from_labels(label, spec.ignore_id)
     with _timed(timings, "visibility"):
         visibility = visibility_volume(fine_tsdf, label)
     tsdf_fine = None
@@ -140,7 +146,7 @@ def prepare_frame(
             )
         extras.update(forknet_tsdf=vol.tsdf, forknet_label=vol.label, forknet_surface=vol.surface)
     if fine_labels:
-        extras["label_fine"] = map_36_to_11(raw_labels)
+        extras["label_fine"] = spec.map_labels(raw_labels)
     return PreparedFrame(
         tsdf=tsdf,
         label_weight=weight,

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from torchssc.datasets import get_dataset_spec
 from torchssc.geometry import RELEASE_INTRINSICS, Intrinsics
 from torchssc.io.atomic import remove_stale_temporaries
 from torchssc.io.depthbin import read_intrinsics_file
@@ -224,6 +225,7 @@ def prepare_split(
     forknet: bool = False,
     forknet_class_map: str = "standard",
     fine_labels: bool = False,
+    dataset: str = "nyu",
 ) -> PrepareSummary:
     """Prepare every frame of a raw depthbin folder into ``out_root`` (TorchSSC layout).
 
@@ -238,6 +240,8 @@ def prepare_split(
             "forkserver" (or "spawn"), so a script calling this with ``workers > 1`` needs the
             usual ``if __name__ == "__main__":`` guard.
         fine: also write the fine flipped TSDF (``TSDFFine/``, for SSCNet).
+        dataset: the dataset spec (a built-in name or a spec YAML, :mod:`torchssc.datasets`)
+            whose label map and classes turn the raw labels into the label grid (NYU36 -> 11).
         tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
         intrinsics: camera intrinsics of the depth (and RGB) images; None = those recorded in
             ``<raw_dir>/intrinsics.json`` (``torchssc synth`` writes it), else the NYU release
@@ -291,7 +295,8 @@ def prepare_split(
 
     if forknet_class_map not in CLASS_MAPS:
         raise ValueError(f"forknet_class_map must be one of {CLASS_MAPS}, got {forknet_class_map!r}")
-    extras = ()
+    get_dataset_spec(dataset)  # a bad spec is one error here, not one per frame
+    extras = () if dataset == "nyu" else (("spec", str(dataset)),)
     if forknet:
         extras += (("forknet", True), ("forknet_class_map", forknet_class_map))
     if fine_labels:
