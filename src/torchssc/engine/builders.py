@@ -26,11 +26,12 @@ def dataset_spec(cfg: dict) -> DatasetSpec:
 
 
 def _with_spec(builder: Callable, kwargs: dict, spec: DatasetSpec) -> dict:
-    """``kwargs`` plus ``num_classes`` from the dataset spec, when the builder takes it and the
-    recipe does not set it (the recipe's value wins)."""
-    params = inspect.signature(builder).parameters
-    takes = "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return {"num_classes": spec.num_classes, **kwargs} if takes else kwargs
+    """``kwargs`` plus ``num_classes`` from the dataset spec, when the builder names it among its
+    parameters and the recipe does not set it (the recipe's value wins). A builder taking only
+    ``**kwargs`` gets it through its registered ``from_spec``."""
+    if "num_classes" in inspect.signature(builder).parameters:
+        return {"num_classes": spec.num_classes, **kwargs}
+    return kwargs
 
 
 def build_model(cfg: dict) -> nn.Module:

@@ -27,6 +27,12 @@ MODELS = Registry("model", loader=_import_builtins)
 register_model = MODELS.register
 
 
+def spec_classes(spec) -> dict:
+    """``from_spec`` of a builder that takes ``**kwargs``: the dataset's class count (a builder
+    naming ``num_classes`` among its parameters gets it without one)."""
+    return {"num_classes": spec.num_classes}
+
+
 def get_model(name: str, **kwargs) -> nn.Module:
     """Build the model registered as ``name`` with keyword arguments ``kwargs``."""
     return MODELS.build(name, **kwargs)

@@ -60,7 +60,7 @@ from torchssc.models.backbones import LoadReport, build_backbone
 from torchssc.models.ddr import EncoderDecoder, conv_bn_relu_3d, conv_bn_relu_3d_lean, dropout_pointwise
 from torchssc.models.lifting import lift_and_fill, lift_labels
 from torchssc.models.recompute import recompute
-from torchssc.models.registry import register_model
+from torchssc.models.registry import register_model, spec_classes
 
 SEMANTIC_INPUTS = ("rgb", "prior", "none")
 """The 2D inputs of stage 2: RGB through a backbone (the paper), a 2D segmentation prior, none."""
@@ -523,7 +523,7 @@ def count_parameters(module: nn.Module, *, trainable: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
-@register_model("sketch_aware_ssc", inputs=("tsdf", "mapping", "rgb"))
+@register_model("sketch_aware_ssc", inputs=("tsdf", "mapping", "rgb"), from_spec=spec_classes)
 def sketch_aware_ssc(**kwargs: Any) -> SketchAwareSSC:
     """The paper's SketchAwareSSC (the :class:`SketchAwareSSC` defaults): RGB + TSDF, width 128,
     12 classes, frozen deep-stem dilated ResNet-50 (BN in training mode as the original), 16
@@ -549,7 +549,7 @@ LITE_DEFAULTS: dict[str, Any] = dict(
 """``sketch_aware_ssc_lite``: the CPU width plus its trainable ResNet-18 trunk on half-size RGB."""
 
 
-@register_model("sketch_aware_ssc_lite", inputs=("tsdf", "mapping", "rgb"))
+@register_model("sketch_aware_ssc_lite", inputs=("tsdf", "mapping", "rgb"), from_spec=spec_classes)
 def sketch_aware_ssc_lite(**kwargs: Any) -> SketchAwareSSC:
     """CPU-friendly SketchAwareSSC for the toolkit's small recipe: same architecture, width 32,
     stems 1->3->4->32 / 2->3->4->32, CVAE hidden 4 and latent 8, 2 samples per kind, trainable
@@ -560,7 +560,7 @@ def sketch_aware_ssc_lite(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{**LITE_DEFAULTS, **kwargs})
 
 
-@register_model("sketch_aware_ssc_prior", inputs=("tsdf", "mapping", "prior"))
+@register_model("sketch_aware_ssc_prior", inputs=("tsdf", "mapping", "prior"), from_spec=spec_classes)
 def sketch_aware_ssc_prior(**kwargs: Any) -> SketchAwareSSC:
     """SketchAwareSSC on the 2D semantic prior instead of RGB (``semantic_input="prior"``): the
     one-hot NYU-13 prior (14 channels) is lifted and filled like the paper's RGB features, then a
@@ -574,7 +574,7 @@ def sketch_aware_ssc_prior(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{"semantic_input": "prior", **kwargs})
 
 
-@register_model("sketch_aware_ssc_prior_lite", inputs=("tsdf", "mapping", "prior"))
+@register_model("sketch_aware_ssc_prior_lite", inputs=("tsdf", "mapping", "prior"), from_spec=spec_classes)
 def sketch_aware_ssc_prior_lite(**kwargs: Any) -> SketchAwareSSC:
     """:func:`sketch_aware_ssc_prior` at the CPU width of ``sketch_aware_ssc_lite``
     (``LITE_3D_DEFAULTS``: width 32, stems 4, CVAE hidden 4, latent 8, 2 samples per kind,
@@ -582,14 +582,14 @@ def sketch_aware_ssc_prior_lite(**kwargs: Any) -> SketchAwareSSC:
     return SketchAwareSSC(**{**LITE_3D_DEFAULTS, "semantic_input": "prior", **kwargs})
 
 
-@register_model("sketch_aware_ssc_tsdf", inputs=("tsdf",))
+@register_model("sketch_aware_ssc_tsdf", inputs=("tsdf",), from_spec=spec_classes)
 def sketch_aware_ssc_tsdf(**kwargs: Any) -> SketchAwareSSC:
     """The TSDF-only ablation at the paper's widths (``semantic_input="none"``): no 2D input,
     stage 2 sees the two sketch embeddings. 4,128,950 trainable parameters (docs/model.md)."""
     return SketchAwareSSC(**{"semantic_input": "none", **kwargs})
 
 
-@register_model("sketch_aware_ssc_tsdf_lite", inputs=("tsdf",))
+@register_model("sketch_aware_ssc_tsdf_lite", inputs=("tsdf",), from_spec=spec_classes)
 def sketch_aware_ssc_tsdf_lite(**kwargs: Any) -> SketchAwareSSC:
     """The TSDF-only ablation at the CPU width (``LITE_3D_DEFAULTS``, ``semantic_input="none"``).
     239,090 trainable parameters (docs/model.md)."""

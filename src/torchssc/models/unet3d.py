@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from torchssc.models.lifting import lift_labels
-from torchssc.models.registry import register_model
+from torchssc.models.registry import register_model, spec_classes
 from torchssc.models.sketch_aware import NYU13_CLASSES
 
 
@@ -119,7 +119,7 @@ class UNet3D(nn.Module):
         return {"semantic": self.head(x)}                                # (B, classes, D, H, W)
 
 
-@register_model("unet3d_prior", inputs=("tsdf", "mapping", "prior"))
+@register_model("unet3d_prior", inputs=("tsdf", "mapping", "prior"), from_spec=spec_classes)
 def unet3d_prior(**kwargs: Any) -> UNet3D:
     """The plain 3D U-Net baseline on TSDF + the lifted NYU-13 prior (:class:`UNet3D` defaults:
     32/64/128 channels, 14 prior classes, filled lifting): 1,950,316 trainable parameters. Train
