@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
-    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
+    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres (a .npy far "
+                        "beyond a room in metres is read as millimetres, and said)")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
     parser.add_argument("--prior", help="2D semantic prior: an 8-bit PNG of NYU-13 ids 0..13 of the same size "
                         "(needed by the prior models, e.g. sketch_aware_ssc_prior, unet3d_prior)")
@@ -32,18 +34,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
+INPUT_OPTIONS = {
+    "rgb": ("an RGB image", "--rgb (an 8-bit RGB or grey image, the depth image's size)"),
+    "prior": ("the 2D semantic prior", "--prior (an 8-bit PNG of NYU-13 ids 0..13, the depth image's size)"),
+}
+"""Batch key -> (what it is, the option that gives it) of the optional model inputs."""
+
+
+def _formats(text: str) -> list[str]:
+    """The ``--formats`` list, checked: ``npy`` and the picture formats of ``torchssc viz``."""
+    from torchssc.viz.export import FORMATS
+
+    allowed = ("npy",) + tuple(FORMATS)
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in allowed]
+    if bad or not formats:
+        what = f"unknown format(s) {bad}" if bad else "no format given"
+        raise ValueError(f"--formats: {what}; choose from {', '.join(allowed)}")
+    return formats
+
+
+def _check_inputs(model, args: argparse.Namespace) -> None:
+    """Refuse, naming the option, a run without an input the model reads (``model.required_keys()``,
+    where the model declares it), before any work is done."""
+    required = getattr(model, "required_keys", None)
+    for key in required() if callable(required) else ():
+        if key in INPUT_OPTIONS and getattr(args, key) is None:
+            what, option = INPUT_OPTIONS[key]
+            raise ValueError(f"{args.checkpoint}: its model ({type(model).__name__}) reads {what}: pass {option}")
+
+
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.checkpoint import load_model
     from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
-    formats = [f for f in args.formats.split(",") if f]
+    formats = _formats(args.formats)
     model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
+    _check_inputs(model, args)
     fine = bool(state["config"].get("data", {}).get("fine", False))
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, prior_path=args.prior, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,
+        report=lambda line: print(f"torchssc predict: warning: {line}", file=sys.stderr),
     )
     print(how)
     labels = predict_labels(model, batch, seed=args.seed)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from torchssc.geometry import (
-    DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose, map_36_to_11,
+    DOWNSAMPLE, FINE_VOXEL, IGNORE_LABEL, NYU36_TO_11, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose,
+    map_36_to_11,
 )
 from torchssc.io.depthbin import check_depth, read_bin, read_depth_png
 from torchssc.io.prepared import PreparedFrame
@@ -168,6 +169,22 @@ def default_fine_intrinsics(intrinsics: Intrinsics) -> Intrinsics:
     return SSCNET_INTRINSICS if intrinsics == RELEASE_INTRINSICS else intrinsics
 
 
+def check_raw_labels(labels: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse, naming ``path``, labels that are not raw NYU36 ids (0..36) or 255 (outside the room).
+
+    Raises:
+        ValueError: ``"<path>: labels must be raw NYU36 ids 0..36 or 255, found [100] on 1 voxel"``.
+    """
+    labels = np.asarray(labels)
+    bad = (labels >= len(NYU36_TO_11)) & (labels != IGNORE_LABEL)
+    if labels.dtype.kind == "i":
+        bad |= labels < 0
+    if bad.any():
+        count = int(bad.sum())
+        raise ValueError(f"{path}: labels must be raw NYU36 ids 0..{len(NYU36_TO_11) - 1} or {IGNORE_LABEL}, "
+                         f"found {np.unique(labels[bad])[:10].tolist()} on {count} voxel{'s' if count != 1 else ''}")
+
+
 def prepare_depthbin(
     bin_path: str | os.PathLike,
     *,
@@ -186,14 +203,15 @@ def prepare_depthbin(
     Raises:
         FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
         ValueError: either file is malformed or degenerate (the message names it): a pose that
-            is not a rigid transform (all zero, NaN), a depth with no valid pixel, or depth in
-            plain millimetres.
+            is not a rigid transform (all zero, NaN), labels that are not NYU36 ids or 255, a
+            depth with no valid pixel, or depth in plain millimetres.
     """
     bin_path = Path(bin_path)
     timings = kwargs.get("timings")
     with _timed(timings, "read"):
         raw = read_bin(bin_path)
         check_pose(raw.pose, str(bin_path))
+        check_raw_labels(raw.labels, bin_path)
         png = bin_path.with_suffix(".png")
         depth = check_depth(read_depth_png(png, size=(intrinsics.height, intrinsics.width)), png)
     return prepare_frame(depth, raw.pose, raw.origin, raw.labels, rgb=rgb, intrinsics=intrinsics, **kwargs)
