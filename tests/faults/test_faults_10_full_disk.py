@@ -163,3 +163,25 @@ def test_real_full_disk_in_prepare_stops_once_and_says_how_many_were_done(tmp_pa
         rc, stdout, err = _faults.cli(capsys, "prepare", "--raw", raw, "--out", out, "--no-progress")
         assert rc == 0, err
         assert (out / "train.txt").read_text().split() == ["0001", "0002", "0003", "0004", "0005"]
+
+
+def test_a_full_disk_while_preparing_synthetic_rooms_is_one_error(tmp_path, monkeypatch):
+    """``generate_and_prepare`` (``torchssc demo``) went on with the frames missing: it checked only
+    for failed frames, and a full disk fails none."""
+    from torchssc.prepare import runner
+    from torchssc.synth.generator import generate_and_prepare
+
+    raw = tmp_path / "raw"
+    for split in ("train", "test"):  # rooms already generated: only the preparation runs
+        (raw / f"NYU{split}").mkdir(parents=True)
+        (raw / f"{split}.txt").write_text("1\n" if split == "train" else "2\n")
+    full = f"no space left on the device writing {tmp_path / 'prepared' / 'TSDF' / '0001.npz'}"
+
+    def stopped(raw_dir, out_root, *, split, **kwargs):
+        return runner.PrepareSummary(split=split, split_file=Path(out_root) / f"{split}.txt", stopped=full, total=1)
+
+    monkeypatch.setattr(runner, "prepare_split", stopped)
+    with pytest.raises(OSError) as caught:
+        generate_and_prepare(tmp_path, frames=2, progress=False)
+    assert caught.value.strerror == (f"{full}; stopped with 0 of 1 frames prepared, 1 not done: free some space "
+                                     "and rerun to prepare the rest")
