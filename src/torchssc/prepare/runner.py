@@ -277,7 +277,8 @@ def prepare_split(
         fine_labels: also write the 240x144x240 labels (``LabelFine/``, CCPNet-style target).
     Returns:
         a :class:`PrepareSummary`. Failed frames are in ``summary.failed``; nothing is raised
-        for them.
+        for them. A full disk stops the run: ``summary.stopped`` says where, and
+        :meth:`PrepareSummary.stop_line` how many frames are done.
     Raises:
         FileNotFoundError / ValueError for bad arguments (missing folder, no frames, unreadable
         .mat, both RGB sources, bad split, tie rule or worker count).
