@@ -1,19 +1,25 @@
 """Helpers of the fault-injection suite (not a test module): CLI runs that capture the one error
-line, tiny raw depthbin frames for ``torchssc prepare``, and a model that breaks its own buffers.
+line, tiny raw depthbin frames for ``torchssc prepare``, a model that breaks its own buffers, and a
+real full disk (a tiny tmpfs, mounted when the tests run as root on Linux).
 
 Registration is idempotent, as in ``_engine_tiny``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
+import pytest
 import torch
 
 import _engine_tiny as tiny
@@ -206,3 +212,53 @@ def corrupt_deflate(path: Path) -> None:
         except Exception:  # another error: try the next offset
             continue
     raise AssertionError(f"{path}: could not make a zlib error")
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size_kib: int = 1024) -> Iterator[Path]:
+    """A real file system of ``size_kib`` KiB (tmpfs) mounted on ``where`` (created) for the ``with``
+    body, and always unmounted after it. Skips the test, with the reason, where it cannot be made:
+    not Linux, not root, no ``mount`` or a mount refused (a container without the capability)."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("a real full disk needs root on Linux (to mount a tiny tmpfs)")
+    if not (shutil.which("mount") and shutil.which("umount")):
+        pytest.skip("a real full disk needs the mount and umount commands")
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a real full disk: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=True)  # busy: detach now, freed when released
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill ``folder``'s file system with a file ``folder/filler`` until the kernel says ENOSPC,
+    then give back ``leave`` bytes (rounded by the file system to its blocks). Returns the file."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while True:
+            os.write(fd, bytes(1 << 16))
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    try:
+        while True:  # the last blocks, smaller than the chunk above
+            os.write(fd, bytes(512))
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(filler.stat().st_size - leave, 0))
+    return filler
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes left for this process on ``folder``'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize

@@ -122,7 +122,7 @@ def test_full_disk_is_one_line_and_keeps_earlier_files(tmp_path, capsys, monkeyp
     rc, _, err = _faults.cli(capsys, "train", recipe)
     folder = tmp_path / "runs" / "tiny" / "checkpoints"
     assert rc == 2
-    assert _faults.error_line(err, "train") == f"no space left writing {folder / 'epoch_0002.pt'}"
+    assert _faults.error_line(err, "train") == f"no space left on the device writing {folder / 'epoch_0002.pt'}"
     assert sorted(p.name for p in folder.iterdir()) == ["epoch_0001.pt", "last.pt"]  # no temporaries
     assert load_checkpoint(folder / "epoch_0001.pt")["iteration"] == 1
     assert load_checkpoint(folder / "last.pt")["iteration"] == 1
@@ -135,7 +135,7 @@ def test_full_disk_while_copying_last_then_resume_takes_the_epoch_file(tmp_path,
     _full_disk_at(monkeypatch, 2, "copy")  # epoch_0002.pt is written, its copy to last.pt is not
     rc, _, err = _faults.cli(capsys, "train", recipe)
     folder = tmp_path / "runs" / "tiny" / "checkpoints"
-    assert rc == 2 and _faults.error_line(err, "train") == f"no space left writing {folder / 'last.pt'}"
+    assert rc == 2 and _faults.error_line(err, "train") == f"no space left on the device writing {folder / 'last.pt'}"
     assert load_checkpoint(folder / "last.pt")["iteration"] == 1  # stale, intact
     assert load_checkpoint(folder / "epoch_0002.pt")["iteration"] == 2
     monkeypatch.undo()

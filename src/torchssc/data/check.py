@@ -12,7 +12,8 @@ worker processes. Checked, per scene:
 * label_weight follows the rule of ``docs/data.md``: 1 exactly where the label is a class
   (1..11) or the TSDF is below -0.5;
 * optional files, when present: the sketch (60x36x60, 0/1), the 2D prior (8-bit, the image's
-  size, ids 0..13), the ``Meta/`` file (pose, origin, intrinsics).
+  size, ids 0..13; present for every scene when the folder has a ``seg_result_label13/``), the
+  ``Meta/`` file (pose, origin, intrinsics).
 """
 
 from __future__ import annotations
@@ -87,20 +88,29 @@ def _check_mapping(path: Path, num_pixels: int) -> None:
                    f"found {int(mapping.min())}..{int(mapping.max())}")
 
 
-def _check_optional(paths: dict[str, Path], image_size: tuple[int, int]) -> None:
-    if paths["sketch"].is_file():
+def _check_sketch(path: Path) -> None:
+    if path.is_file():
         try:
-            sketch = np.load(paths["sketch"], allow_pickle=False)
+            sketch = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise _Bad(f"{paths['sketch']}: unreadable npy ({exc})") from None
-        sketch = _values(paths["sketch"], "sketch", sketch)
+            raise _Bad(f"{path}: unreadable npy ({exc})") from None
+        sketch = _values(path, "sketch", sketch)
         if not np.all((sketch == 0) | (sketch == 1)):
-            raise _Bad(f"{paths['sketch']}: sketch must be 0 or 1")
-    if paths["prior"].is_file():
-        try:
-            read_prior(paths["prior"], image_size)
-        except (FileNotFoundError, ValueError) as exc:
-            raise _Bad(str(exc)) from None
+            raise _Bad(f"{path}: sketch must be 0 or 1")
+
+
+def _check_prior(path: Path, image_size: tuple[int, int]) -> None:
+    """The 2D prior, when the scene has one; a folder with a prior folder needs every scene's prior
+    (a training run that reads the priors needs them all)."""
+    if not path.is_file():
+        if path.parent.is_dir():
+            raise _Bad(f"{path}: missing: {path.parent.name}/ holds the 2D priors of this folder, every "
+                       "scene needs its own")
+        return
+    try:
+        read_prior(path, image_size)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _Bad(str(exc)) from None
 
 
 def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
@@ -123,7 +133,8 @@ def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
         ("tsdf", lambda: _check_tsdf(paths["tsdf"])),
         ("label", lambda: _check_labels(paths["label"])),
         ("mapping", lambda: _check_mapping(paths["mapping"], num_pixels)),
-        ("optional", lambda: _check_optional(paths, image_size)),
+        ("sketch", lambda: _check_sketch(paths["sketch"])),
+        ("prior", lambda: _check_prior(paths["prior"], image_size)),
     ):
         try:
             result = check()

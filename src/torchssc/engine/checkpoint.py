@@ -119,7 +119,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, also_last: bool = F
 
     Only rank 0 writes when a process group is initialised (other ranks return at once).
     A failure at any point (a full disk, an interrupt) leaves any previous file at ``path``
-    intact; a full disk is ``OSError("no space left writing <path>")``. With ``also_last`` the
+    intact; a full disk is ``OSError("no space left on the device writing <path>")``, whatever
+    ``torch.save`` raised (:func:`torchssc.io.atomic.is_disk_full`). With ``also_last`` the
     file is then copied, also atomically, to ``last.pt`` in the same folder.
 
     Raises:

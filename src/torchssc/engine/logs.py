@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from torchssc.io.atomic import atomic_path
+from torchssc.io.atomic import atomic_path, naming_full_disk
 
 logger = logging.getLogger("torchssc.train")
 
@@ -112,8 +112,8 @@ class RunLog:
 
 
 def append_row(path: Path, row: dict) -> None:
-    """Append one JSON line (a single write, flushed)."""
-    with open(path, "a", encoding="utf-8") as fh:
+    """Append one JSON line (a single write, flushed); a full disk is one error naming ``path``."""
+    with naming_full_disk(path), open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(json_ready(row)) + "\n")
         fh.flush()
 

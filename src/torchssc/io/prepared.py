@@ -202,13 +202,47 @@ def _as_grid(arr: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
     return arr.reshape(shape)
 
 
+RGB_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA")
+"""Pillow modes :func:`read_rgb` takes: 8-bit colour (with alpha, or a palette) and 8-bit grey."""
+
+_MODE_NAMES = {"I": "a 32-bit integer single-channel image", "F": "a 32-bit float single-channel image",
+               "1": "a 1-bit black-and-white image", "CMYK": "a CMYK image"}
+
+
+def _not_rgb(img: Image.Image) -> str | None:
+    """What ``img`` is when it is not 8-bit RGB or grey, else None (from its header; the pixels are
+    not read). Pillow opens a 16-bit colour PNG as mode ``RGB`` and drops the low bytes: its
+    tiles' raw mode (``RGB;16B``) tells."""
+    rawmodes = [t.args if isinstance(t.args, str) else (t.args[0] if t.args and isinstance(t.args[0], str) else "")
+                for t in getattr(img, "tile", None) or []]
+    sixteen = img.mode.startswith("I;16") or any(";16" in raw for raw in rawmodes)
+    if img.mode in RGB_MODES:
+        return "a 16-bit colour image" if sixteen else None
+    if img.mode.startswith("I") and sixteen:
+        name = "a 16-bit single-channel image (a depth image?)"
+    else:
+        name = _MODE_NAMES.get(img.mode, "an image of another kind")
+    return f"{name}, Pillow mode {img.mode}"
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An 8-bit RGB image as ``(H, W, 3) uint8`` (grey or RGBA are converted)."""
+    """An 8-bit RGB image as ``(H, W, 3) uint8`` (grey, palette or RGBA are converted).
+
+    Raises:
+        FileNotFoundError / ValueError naming the file: unreadable, or not 8-bit RGB or grey (a
+        16-bit depth PNG, a float or 1-bit image, 16-bit colour), saying what it is.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such RGB image")
-    with Image.open(path) as img:
-        return np.array(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            what = _not_rgb(img)
+            if what is not None:
+                raise ValueError(f"{path}: not an 8-bit RGB or grey image: {what}")
+            return np.array(img.convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable image ({exc})") from None
 
 
 def write_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:

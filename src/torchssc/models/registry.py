@@ -46,8 +46,8 @@ def list_models() -> list[str]:
 def model_inputs(name: str, model: nn.Module | None = None) -> tuple[str, ...]:
     """The batch keys model ``name`` reads, as registered (``@register_model(name, inputs=...)``).
 
-    A built ``model`` whose inputs depend on its keyword arguments says so with an
-    ``input_keys`` attribute, which then wins (e.g. ``sketch_aware_ssc`` built with
-    ``semantic_input="prior"``)."""
-    keys = getattr(model, "input_keys", None)
-    return tuple(keys) if keys is not None else tuple(MODELS.info(name).get("inputs", ()))
+    A built ``model`` whose inputs depend on its keyword arguments says so with a
+    ``required_keys()`` method, which then wins (e.g. ``sketch_aware_ssc`` built with
+    ``semantic_input="prior"``, ``unet3d_prior`` with ``prior_classes=0``)."""
+    required = getattr(model, "required_keys", None)
+    return tuple(required()) if callable(required) else tuple(MODELS.info(name).get("inputs", ()))

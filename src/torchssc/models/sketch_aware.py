@@ -462,13 +462,6 @@ class SketchAwareSSC(nn.Module):
                 "none": ("tsdf",)}[self.semantic_input]
         return keys + (("sketch_gt",) if self.training else ())
 
-    @property
-    def input_keys(self) -> tuple[str, ...]:
-        """The batch keys this instance reads: ``tsdf``, and ``mapping`` + ``rgb``/``prior``
-        unless ``semantic_input="none"`` (the registry's declaration follows the builder's
-        default; this one follows the keyword actually given)."""
-        return ("tsdf",) if self.semantic_input == "none" else ("tsdf", "mapping", self.semantic_input)
-
     def _check_batch(self, batch: dict[str, Any]) -> None:
         for key in self.required_keys():
             if key not in batch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
-    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
+    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres (a .npy far "
+                        "beyond a room in metres is read as millimetres, and said)")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
     parser.add_argument("--prior", help="2D semantic prior: an 8-bit PNG of NYU-13 ids 0..13 of the same size "
                         "(needed by the prior models, e.g. sketch_aware_ssc_prior, unet3d_prior)")
@@ -32,6 +34,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
+INPUT_OPTIONS = {
+    "rgb": ("an RGB image", "--rgb (an 8-bit RGB or grey image, the depth image's size)"),
+    "prior": ("the 2D semantic prior", "--prior (an 8-bit PNG of NYU-13 ids 0..13, the depth image's size)"),
+}
+"""Batch key -> (what it is, the option that gives it) of the optional model inputs."""
+
+
+def _formats(text: str) -> list[str]:
+    """The ``--formats`` list, checked: ``npy`` and the picture formats of ``torchssc viz``."""
+    from torchssc.viz.export import FORMATS
+
+    allowed = ("npy",) + tuple(FORMATS)
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in allowed]
+    if bad or not formats:
+        what = f"unknown format(s) {bad}" if bad else "no format given"
+        raise ValueError(f"--formats: {what}; choose from {', '.join(allowed)}")
+    return formats
+
+
+def _check_inputs(model, name: str, args: argparse.Namespace) -> None:
+    """Refuse, naming the option, a run without an input the model reads (its declared inputs,
+    :func:`torchssc.models.model_inputs`), before any work is done."""
+    from torchssc.models import model_inputs
+
+    for key in model_inputs(name, model):
+        if key in INPUT_OPTIONS and getattr(args, key) is None:
+            what, option = INPUT_OPTIONS[key]
+            raise ValueError(f"{args.checkpoint}: its model ({type(model).__name__}) reads {what}: pass {option}")
+
+
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.checkpoint import load_model
     from torchssc.models import model_inputs
@@ -39,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
-    formats = [f for f in args.formats.split(",") if f]
+    formats = _formats(args.formats)
     model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
-    fine = "tsdf_fine" in model_inputs(state["config"]["model"]["name"], model)
+    name = state["config"]["model"]["name"]
+    _check_inputs(model, name, args)
+    fine = "tsdf_fine" in model_inputs(name, model)
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, prior_path=args.prior, pose_path=args.pose, intrinsics=args.intrinsics,
         depth_encoding=args.depth_encoding, fine=fine, seed=args.seed,
+        report=lambda line: print(f"torchssc predict: warning: {line}", file=sys.stderr),
     )
     print(how)
     labels = predict_labels(model, batch, seed=args.seed)

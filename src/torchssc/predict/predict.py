@@ -8,8 +8,10 @@ the same preparation code as the datasets (fine TSDF → 60-grid TSDF mean, voxe
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,20 +25,27 @@ from torchssc.prepare.downsample import downsample_mean
 from torchssc.prepare.mapping import voxel_pixel_mapping
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
 
+logger = logging.getLogger(__name__)
+
 DEPTH_ENCODINGS = ("auto", "sscnet", "millimetres")
 
 
-def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int, int] | None = None) -> np.ndarray:
+def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int, int] | None = None,
+               report: Callable[[str], None] | None = None) -> np.ndarray:
     """A depth image in metres, ``(H, W) float32`` (0 = missing).
 
     Args:
-        path: a 16-bit PNG, or a ``.npy`` of metres.
+        path: a 16-bit PNG, or a ``.npy`` of metres (with ``auto``, millimetres are recognised
+            and converted: :func:`npy_depth_units`).
         encoding: ``"sscnet"`` (millimetres rotated left by 3 bits, NYU depthbin), ``"millimetres"``
-            (plain 16-bit millimetres, most sensors), or ``"auto"`` (:func:`guess_depth_encoding`).
+            (plain 16-bit millimetres, most sensors; a ``.npy`` of millimetres), or ``"auto"``
+            (:func:`guess_depth_encoding` for a PNG, :func:`npy_depth_units` for a ``.npy``).
         size: expected ``(H, W)``, or None.
+        report: called with one line when ``auto`` converts a ``.npy`` of millimetres (default:
+            a logging warning).
     Raises:
-        FileNotFoundError, or ValueError naming the file (unreadable, wrong size, no valid
-        pixel, an encoding ``auto`` cannot tell).
+        FileNotFoundError, or ValueError naming the file (unreadable or pickled, wrong size, no
+        valid pixel, an encoding ``auto`` cannot tell).
     """
     path = Path(path)
     if encoding not in DEPTH_ENCODINGS:
@@ -44,7 +53,7 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such depth image")
     if path.suffix == ".npy":
-        depth = np.load(path, allow_pickle=False).astype(np.float32)
+        depth = _read_npy_depth(path, encoding, report or logger.warning)
     else:
         raw = read_png16(path)
         if encoding == "auto":
@@ -62,7 +71,58 @@ def read_depth(path: str | os.PathLike, encoding: str = "auto", size: tuple[int,
 
 
 PLAUSIBLE_MEDIAN_DEPTH = (0.25, 8.0)
-"""Range (m) of a plausible median depth of an indoor frame, used by :func:`guess_depth_encoding`."""
+"""Range (m) of a plausible median depth of an indoor frame, used by :func:`guess_depth_encoding`
+and :func:`npy_depth_units`."""
+
+FAR_BEYOND_A_ROOM = 100.0
+"""A median depth (m) far beyond any room a depth camera sees (they reach about 10 m): a ``.npy``
+whose valid values have a larger median is not in metres (:func:`npy_depth_units`)."""
+
+
+def _read_npy_depth(path: Path, encoding: str, report: Callable[[str], None]) -> np.ndarray:
+    """A ``.npy`` depth in metres: read without pickles, numeric, units decided (see :func:`read_depth`)."""
+    if encoding == "sscnet":
+        raise ValueError(f"{path}: --depth-encoding sscnet is for 16-bit PNGs; a .npy holds metres or millimetres")
+    try:
+        depth = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(f"{path}: a pickled object array, refused (it could run code when loaded); "
+                             "save the depth as a numeric array") from None
+        raise ValueError(f"{path}: unreadable .npy ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: unreadable .npy ({exc})") from None
+    if depth.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: depth must be numbers, got dtype {depth.dtype}")
+    depth = depth.astype(np.float32)
+    if encoding == "auto" and depth.ndim == 2 and np.all(np.isfinite(depth)):
+        encoding = npy_depth_units(depth, path)
+        if encoding == "millimetres":
+            valid = depth[depth > 0]
+            report(f"{path}: values {valid.min():.0f}..{valid.max():.0f} (median {np.median(valid):.0f}) are far "
+                   "beyond a room in metres: read as millimetres (divided by 1000)")
+    return depth / 1000.0 if encoding == "millimetres" else depth
+
+
+def npy_depth_units(depth: np.ndarray, path: str | os.PathLike) -> str:
+    """``"metres"`` or ``"millimetres"`` for a ``.npy`` depth, on evidence, or refuse.
+
+    Depth in metres is what a ``.npy`` should hold; one whose valid (positive) values have a median
+    beyond :data:`FAR_BEYOND_A_ROOM` is in millimetres when that median, divided by 1000, is a
+    plausible room depth (:data:`PLAUSIBLE_MEDIAN_DEPTH`: 250..8000), and refused otherwise.
+
+    Raises:
+        ValueError naming ``path``: far beyond a room, yet not plausible millimetres either.
+    """
+    valid = depth[depth > 0]
+    median = float(np.median(valid)) if valid.size else 0.0
+    if median <= FAR_BEYOND_A_ROOM:
+        return "metres"
+    lo, hi = PLAUSIBLE_MEDIAN_DEPTH
+    if lo <= median / 1000.0 <= hi:
+        return "millimetres"
+    raise ValueError(f"{path}: median depth {median:.6g} is far beyond a room in metres and {median / 1000:.6g} m "
+                     "as millimetres is not plausible either: save the depth in metres")
 
 
 def guess_depth_encoding(raw: np.ndarray, path: str | os.PathLike) -> str:
@@ -186,11 +246,13 @@ def prepare_inputs(
     depth_encoding: str = "auto",
     fine: bool = False,
     seed: int = 0,
+    report: Callable[[str], None] | None = None,
 ) -> tuple[dict, np.ndarray, np.ndarray, str]:
     """Read a frame, find its pose and build the model batch.
 
     ``prior_path``: an 8-bit PNG of NYU-13 ids 0..13 (the 2D semantic prior of the prior
     models), the depth image's size; it is lifted through the mapping built from the depth.
+    ``report``: where a conversion of the depth is said (:func:`read_depth`).
 
     Returns:
         ``(batch, pose, origin, how)`` where ``how`` says where the pose came from.
@@ -198,7 +260,7 @@ def prepare_inputs(
     from torchssc.predict.pose import estimate_pose
 
     size = (intrinsics.height, intrinsics.width)
-    depth = read_depth(depth_path, depth_encoding, size=size)
+    depth = read_depth(depth_path, depth_encoding, size=size, report=report)
     rgb = None
     if rgb_path is not None:
         rgb = read_rgb(rgb_path)

@@ -84,9 +84,14 @@ def run(args: argparse.Namespace) -> int:
             **kwargs,
         )
     except (OSError, ValueError) as exc:
-        print(f"torchssc prepare: error: {exc}", file=sys.stderr)
+        from torchssc.cli import one_line
+
+        print(f"torchssc prepare: error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(summary.line())
+    if summary.stopped:  # a full disk: said once, with how many frames are done
+        print(f"torchssc prepare: error: {summary.stop_line()}", file=sys.stderr)
+        return 2
     if summary.interrupted:
         print("torchssc prepare: interrupted; the frames above are complete, rerun to prepare the rest",
               file=sys.stderr)

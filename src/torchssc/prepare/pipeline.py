@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from torchssc.geometry import (
-    DOWNSAMPLE, FINE_VOXEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose,
+    DOWNSAMPLE, FINE_VOXEL, IGNORE_LABEL, RELEASE_INTRINSICS, SSCNET_INTRINSICS, Intrinsics, check_pose,
 )
 from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.depthbin import check_depth, read_bin, read_depth_png
@@ -174,6 +174,26 @@ def default_fine_intrinsics(intrinsics: Intrinsics) -> Intrinsics:
     return SSCNET_INTRINSICS if intrinsics == RELEASE_INTRINSICS else intrinsics
 
 
+def check_raw_labels(labels: np.ndarray, path: str | os.PathLike, spec: DatasetSpec | str = "nyu") -> None:
+    """Refuse, naming ``path``, labels that are not source ids of the dataset's ``label_map``
+    (raw NYU36 ids 0..36 for NYU) or 255 (outside the room).
+
+    Raises:
+        ValueError: ``"<path>: labels must be raw NYU36 ids 0..36 or 255, found [100] on 1 voxel"``.
+    """
+    spec = get_dataset_spec(spec)
+    known = len(spec.label_map) if spec.label_map is not None else spec.num_classes
+    what = "raw NYU36 ids" if spec.name == "nyu" else f"source ids of {spec.name}"
+    labels = np.asarray(labels)
+    bad = (labels >= known) & (labels != IGNORE_LABEL)
+    if labels.dtype.kind == "i":
+        bad |= labels < 0
+    if bad.any():
+        count = int(bad.sum())
+        raise ValueError(f"{path}: labels must be {what} 0..{known - 1} or {IGNORE_LABEL}, "
+                         f"found {np.unique(labels[bad])[:10].tolist()} on {count} voxel{'s' if count != 1 else ''}")
+
+
 def prepare_depthbin(
     bin_path: str | os.PathLike,
     *,
@@ -192,14 +212,15 @@ def prepare_depthbin(
     Raises:
         FileNotFoundError: the ``.bin`` or the ``.png`` is missing.
         ValueError: either file is malformed or degenerate (the message names it): a pose that
-            is not a rigid transform (all zero, NaN), a depth with no valid pixel, or depth in
-            plain millimetres.
+            is not a rigid transform (all zero, NaN), labels that are not NYU36 ids or 255, a
+            depth with no valid pixel, or depth in plain millimetres.
     """
     bin_path = Path(bin_path)
     timings = kwargs.get("timings")
     with _timed(timings, "read"):
         raw = read_bin(bin_path)
         check_pose(raw.pose, str(bin_path))
+        check_raw_labels(raw.labels, bin_path, kwargs.get("spec", "nyu"))
         png = bin_path.with_suffix(".png")
         depth = check_depth(read_depth_png(png, size=(intrinsics.height, intrinsics.width)), png)
     return prepare_frame(depth, raw.pose, raw.origin, raw.labels, rgb=rgb, intrinsics=intrinsics, **kwargs)

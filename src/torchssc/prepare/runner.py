@@ -10,6 +10,8 @@
   is skipped. Every file is written atomically and the sketch last, so an interrupted run leaves
   no frame that looks complete but is not.
 * **Robust.** A frame that fails is reported by name with the reason; the others still finish.
+  A full disk is not a frame's fault: the run stops there (the frames in progress finish or
+  fail, none is started), and says so once (:attr:`PrepareSummary.stopped`).
 * **RGB** (optional everywhere): ``NYU%04d_colors.png`` beside the ``.bin`` is used when present
   (that is how the synthetic generator writes it); ``rgb_dir`` looks there instead (an image
   missing there fails the frame); ``rgb_mat`` extracts image ``int(id)`` (1-based) from the
@@ -36,7 +38,7 @@ from tqdm import tqdm
 
 from torchssc.datasets import get_dataset_spec
 from torchssc.geometry import RELEASE_INTRINSICS, Intrinsics
-from torchssc.io.atomic import remove_stale_temporaries
+from torchssc.io.atomic import is_disk_full, remove_stale_temporaries
 from torchssc.io.depthbin import read_intrinsics_file
 from torchssc.io.nyu_mat import NyuLabeledMat, read_nyu_rgb
 from torchssc.io.prepared import (
@@ -114,6 +116,9 @@ class PrepareSummary:
         listed: every id now in the split list.
         interrupted: the run was stopped by Ctrl-C (the frames not done are neither prepared
             nor failed; a rerun resumes).
+        stopped: why the run stopped before the end ("no space left on the device writing
+            <file>"), or "" (the frames not done are neither prepared nor failed; a rerun resumes).
+        total: frames in the raw folder.
     """
 
     split: str
@@ -125,10 +130,23 @@ class PrepareSummary:
     failed: dict[str, str] = field(default_factory=dict)
     listed: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stopped: str = ""
+    total: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        return not self.failed and not self.interrupted and not self.stopped
+
+    @property
+    def not_done(self) -> int:
+        """Frames neither prepared, skipped nor failed (a stopped or interrupted run's rest)."""
+        return self.total - len(self.prepared) - len(self.skipped) - len(self.failed)
+
+    def stop_line(self) -> str:
+        """The one error line of a stopped run: why, and how many frames are prepared."""
+        done = len(self.prepared) + len(self.skipped)
+        return (f"{self.stopped}; stopped with {done} of {self.total} frames prepared, {self.not_done} not done: "
+                "free some space and rerun to prepare the rest")
 
     def line(self) -> str:
         """One-line summary: ``prepared / skipped / failed`` counts and the split list."""
@@ -137,9 +155,11 @@ class PrepareSummary:
             ids = list(self.failed)
             failed = " (" + ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "") + ")"
         stopped = "interrupted; " if self.interrupted else ""
+        stopped = "stopped, no space left on the device; " if self.stopped else stopped
+        not_done = f", {self.not_done} not done" if self.stopped else ""
         return (
             f"{self.split}: {stopped}{len(self.prepared)} prepared, {len(self.skipped)} skipped, "
-            f"{len(self.failed)} failed{failed}; {len(self.listed)} frames listed in {self.split_file}; "
+            f"{len(self.failed)} failed{failed}{not_done}; {len(self.listed)} frames listed in {self.split_file}; "
             f"intrinsics {self.intrinsics.describe()} [{self.intrinsics_source}]"
         )
 
@@ -176,8 +196,10 @@ def _load_rgb(task: _Task) -> np.ndarray | None:
     return rgb
 
 
-def _prepare_one(task: _Task) -> tuple[str, str | None]:
-    """Prepare and write one frame. Returns ``(frame_id, None)`` or ``(frame_id, reason)``."""
+def _prepare_one(task: _Task) -> tuple[str, str | None, bool]:
+    """Prepare and write one frame. Returns ``(frame_id, None, False)`` or ``(frame_id, reason,
+    disk_full)``; ``disk_full``: the frame failed because the disk is full, and ``reason`` is
+    :func:`torchssc.io.atomic.no_space_error`'s message."""
     from torchssc.prepare import pipeline  # looked up at call time (tests may substitute it)
 
     try:
@@ -187,9 +209,11 @@ def _prepare_one(task: _Task) -> tuple[str, str | None]:
             fine_intrinsics=task.fine_intrinsics, tie_rule=task.tie_rule, **dict(task.extras),
         )
         write_frame(task.out_root, task.frame_id, frame)
-    except Exception as exc:  # reported per frame; the other frames go on
-        return task.frame_id, f"{type(exc).__name__}: {exc}"
-    return task.frame_id, None
+    except Exception as exc:  # reported per frame; the other frames go on, unless the disk is full
+        if is_disk_full(exc, task.out_root):
+            return task.frame_id, (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)), True
+        return task.frame_id, f"{type(exc).__name__}: {exc}", False
+    return task.frame_id, None, False
 
 
 def _need(task: _Task) -> tuple[str, ...]:
@@ -257,7 +281,8 @@ def prepare_split(
         fine_labels: also write the 240x144x240 labels (``LabelFine/``, CCPNet-style target).
     Returns:
         a :class:`PrepareSummary`. Failed frames are in ``summary.failed``; nothing is raised
-        for them.
+        for them. A full disk stops the run: ``summary.stopped`` says where, and
+        :meth:`PrepareSummary.stop_line` how many frames are done.
     Raises:
         FileNotFoundError / ValueError for bad arguments (missing folder, no frames, unreadable
         .mat, both RGB sources, bad split, tie rule or worker count).
@@ -313,7 +338,8 @@ def prepare_split(
                            tie_rule, extras))
 
     summary = PrepareSummary(
-        split=split, split_file=out_root / f"{split}.txt", intrinsics=intrinsics, intrinsics_source=source
+        split=split, split_file=out_root / f"{split}.txt", intrinsics=intrinsics, intrinsics_source=source,
+        total=len(tasks),
     )
     todo: list[_Task] = []
     for task in tasks:
@@ -324,8 +350,10 @@ def prepare_split(
 
     bar = tqdm(total=len(todo), desc=f"prepare {split}", unit="frame", disable=not progress or not todo)
 
-    def record(task: _Task, reason: str | None) -> None:
-        if reason is None:
+    def record(task: _Task, reason: str | None, disk_full: bool = False) -> None:
+        if disk_full:  # not the frame's fault: not done; the run stops (said once, by the caller)
+            summary.stopped = summary.stopped or reason
+        elif reason is None:
             summary.prepared.append(task.frame_id)
         else:
             summary.failed[task.frame_id] = reason
@@ -339,9 +367,11 @@ def prepare_split(
     try:
         if workers == 1 or len(todo) <= 1:
             for task in todo:
-                record(task, _prepare_one(task)[1])
+                record(task, *_prepare_one(task)[1:])
+                if summary.stopped:
+                    break
         else:
-            _run_pool(todo, workers, record)
+            _run_pool(todo, workers, record, stop=lambda: bool(summary.stopped))
     except KeyboardInterrupt:  # Ctrl-C: frames finished so far are kept and listed
         summary.interrupted = True
     finally:
@@ -349,8 +379,20 @@ def prepare_split(
         summary.prepared.sort()
         summary.skipped.sort()
         summary.failed = dict(sorted(summary.failed.items()))
-        summary.listed = _update_split_list(out_root, split, tasks)
+        summary.listed = _listed_after(out_root, split, tasks, summary)
     return summary
+
+
+def _listed_after(out_root: Path, split: str, tasks: list[_Task], summary: PrepareSummary) -> list[str]:
+    """:func:`_update_split_list`; on a run stopped by a full disk that cannot write the list either,
+    the list on disk stays as it was (it names only complete frames) and the stop line says so."""
+    try:
+        return _update_split_list(out_root, split, tasks)
+    except OSError as exc:
+        if not (summary.stopped and is_disk_full(exc, out_root)):
+            raise
+        summary.stopped += f" (and {summary.split_file}, which was left as it was)"
+        return read_split(out_root, split) if summary.split_file.is_file() else []
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -371,11 +413,13 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
-def _run_pool(todo: list[_Task], workers: int, record: Callable[[_Task, str | None], None]) -> None:
+def _run_pool(todo: list[_Task], workers: int, record: Callable[[_Task, str | None, bool], None],
+              stop: Callable[[], bool] = lambda: False) -> None:
     """Prepare ``todo`` in worker processes, recording each frame as it finishes.
 
-    On Ctrl-C the queued frames are cancelled, the frames being prepared finish and are
-    recorded, and KeyboardInterrupt propagates.
+    On Ctrl-C, or once ``stop()`` is true after a frame is recorded (a full disk), the queued
+    frames are cancelled and the frames being prepared finish and are recorded; then
+    KeyboardInterrupt propagates (Ctrl-C) or this returns (``stop``).
     """
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -388,22 +432,28 @@ def _run_pool(todo: list[_Task], workers: int, record: Callable[[_Task, str | No
 
     def collect(future: Future) -> None:
         try:
-            reason = future.result()[1]
+            _, reason, disk_full = future.result()
         except Exception as exc:  # e.g. BrokenProcessPool: a worker died
-            reason = f"worker process failed: {type(exc).__name__}: {exc}"
+            reason, disk_full = f"worker process failed: {type(exc).__name__}: {exc}", False
         done.add(future)
-        record(futures[future], reason)
+        record(futures[future], reason, disk_full)
 
-    try:
-        for future in as_completed(futures):
-            collect(future)
-    except KeyboardInterrupt:
+    def finish_running() -> None:
         for future in futures:
             future.cancel()  # queued frames: dropped
         running = [f for f in futures if f not in done and not f.cancelled()]
         for future in as_completed(running):  # frames in progress: finish them
             collect(future)
         pool.shutdown(wait=True, cancel_futures=True)
+
+    try:
+        for future in as_completed(futures):
+            collect(future)
+            if stop():
+                finish_running()
+                return
+    except KeyboardInterrupt:
+        finish_running()
         raise
     pool.shutdown()
 

@@ -17,6 +17,7 @@ the same rooms and RGB.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -258,6 +259,7 @@ def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, 
         ValueError: ``<out>/raw`` already lists another number of rooms (it is never silently
             reused for another request).
         RuntimeError: a frame failed to prepare (the reason was reported).
+        OSError: the disk is full (``"no space left on the device writing <file>; stopped with ..."``).
     """
     from torchssc.prepare.runner import prepare_split  # prepare does not depend on synth
 
@@ -277,6 +279,8 @@ def generate_and_prepare(out: str | os.PathLike, *, frames: int, seed: int = 0, 
         intrinsics = read_intrinsics_file(raw / f"NYU{split}") or NYU_INTRINSICS
         summary = prepare_split(raw / f"NYU{split}", root, split=split, workers=workers, fine=fine,
                                 intrinsics=intrinsics, progress=progress, forknet=forknet, fine_labels=fine_labels)
+        if summary.stopped:  # a full disk: one line (cli), not a failure of the rooms
+            raise OSError(errno.ENOSPC, summary.stop_line())
         if summary.failed:
             raise RuntimeError(f"preparing {split} failed for {len(summary.failed)} frame(s): {summary.line()}")
     return root

@@ -138,6 +138,8 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
+            if not keys:
+                raise ValueError(f"{path}: holds no array (an empty .npz)")
             if key is None:
                 if len(keys) == 1:
                     key = keys[0]
