@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if name != "all empty":
             models[f"everything occupied: {name}"] = model
     models["2D prior alone, lifted"] = LiftedPrior()
-    from torchssc.engine.eval_command import parse_split
+    from torchssc.commands.eval import parse_split
 
     table = score(models, cfg, save, parse_split(args.test))
     result = {"runs": trained, "chosen": chosen, "scores": table}

@@ -14,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from torchssc import metrics as M
-from torchssc.geometry import CLASS_NAMES, VIS_OCCLUDED, VIS_SURFACE
-from torchssc.metrics import PROTOCOLS, SSCMetrics, protocol_masks, scene_histogram, update_all
+from torchssc.geometry import CLASS_NAMES, IGNORE_LABEL, VIS_OCCLUDED, VIS_SURFACE
+from torchssc.metrics import PROTOCOLS, SSCMetrics, scene_histogram, update_all
 from torchssc.report import metrics_report
 
 NP = 307200  # NYU "no pixel"
@@ -301,6 +301,47 @@ def test_update_all_equals_one_object_per_protocol():
     with pytest.raises(ValueError, match="needs visibility"):
         update_all(fresh, pred, label, label_weight=weight, mapping=mapping)
     assert all(m.compute()["scenes"] == 0 for m in fresh)
+
+
+def protocol_masks(
+    protocol: str,
+    label: torch.Tensor,
+    *,
+    label_weight: torch.Tensor | None = None,
+    mapping: torch.Tensor | None = None,
+    visibility: torch.Tensor | None = None,
+    no_pixel: int = 307200,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The voxels a protocol scores, as boolean masks: the readable definition of the protocols
+    (docs/evaluation.md), the plain reference :class:`SSCMetrics` (through
+    :func:`scene_histogram`) is checked against.
+
+    Args:
+        protocol: one of :data:`PROTOCOLS`.
+        label: ``(B, N)`` integer ground truth, 0..11 or 255 (N = voxels per scene, flat C-order).
+        label_weight: ``(B, N)`` 0/1 weights (``torchssc``).
+        mapping: ``(B, N)`` integer pixel index per voxel, ``no_pixel`` = none (``torchssc``).
+        visibility: ``(B, N)`` integer :mod:`torchssc.geometry` ``VIS_*`` codes (``sscnet``).
+        no_pixel: the "no pixel" mapping value, ``H * W`` (307200 for NYU).
+    Returns:
+        ``(ssc_mask, sc_mask)``, both ``(B, N) bool``, with ``sc_mask`` a subset of ``ssc_mask``.
+    Raises:
+        ValueError: unknown protocol.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    valid = label != IGNORE_LABEL
+    if protocol == "torchssc":
+        ssc = valid & (label_weight > 0)
+        sc = ssc & (mapping == no_pixel)
+    elif protocol == "sscnet":
+        occluded = visibility == VIS_OCCLUDED
+        sc = valid & occluded
+        ssc = sc | (valid & (visibility == VIS_SURFACE))
+    else:
+        ssc = valid
+        sc = valid
+    return ssc, sc
 
 
 def test_protocol_masks_nest():

@@ -1,7 +1,7 @@
 """The ``torchssc`` command: a thin layer over library functions.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``run(args) -> int``; modules are imported only when their subcommand runs, so
+Each subcommand lives in its own module, ``torchssc/commands/<name>.py``, exposing
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their subcommand runs, so
 ``torchssc --help`` stays fast.
 
 Errors are handled here, once for every subcommand (docs/reliability.md): an error of the
@@ -30,15 +30,15 @@ MAX_MESSAGE = 800
 
 # name -> (module, one-line help). Add a line here to add a subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("torchssc.demo_command", "the whole toolkit on synthetic rooms: generate, prepare, train, evaluate, render"),
-    "prepare": ("torchssc.prepare.command", "raw depthbin split -> prepared TorchSSC layout"),
-    "list": ("torchssc.list_command", "the registered models (inputs, parameters), datasets and shipped recipes"),
-    "check-data": ("torchssc.data.check_command", "check every scene of a prepared folder (files, dtypes, values, rules)"),
-    "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
-    "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
-    "eval": ("torchssc.engine.eval_command", "evaluate checkpoints under a named protocol"),
-    "predict": ("torchssc.predict.command", "complete the scene of one RGB-D frame of your own"),
-    "viz": ("torchssc.viz.command", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
+    "demo": ("torchssc.commands.demo", "the whole toolkit on synthetic rooms: generate, prepare, train, evaluate, render"),
+    "prepare": ("torchssc.commands.prepare", "raw depthbin split -> prepared TorchSSC layout"),
+    "list": ("torchssc.commands.list", "the registered models (inputs, parameters), datasets and shipped recipes"),
+    "check-data": ("torchssc.commands.check_data", "check every scene of a prepared folder (files, dtypes, values, rules)"),
+    "synth": ("torchssc.commands.synth", "generate procedural rooms in the raw depthbin format"),
+    "train": ("torchssc.commands.train", "train a model from a YAML recipe (torchrun for several processes)"),
+    "eval": ("torchssc.commands.eval", "evaluate checkpoints under a named protocol"),
+    "predict": ("torchssc.commands.predict", "complete the scene of one RGB-D frame of your own"),
+    "viz": ("torchssc.commands.viz", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
 }
 
 

@@ -86,52 +86,6 @@ def _as_tensor(x: Any, name: str) -> torch.Tensor:
     raise ValueError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
 
 
-def protocol_masks(
-    protocol: str,
-    label: torch.Tensor,
-    *,
-    label_weight: torch.Tensor | None = None,
-    mapping: torch.Tensor | None = None,
-    visibility: torch.Tensor | None = None,
-    no_pixel: int = NO_PIXEL_NYU,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The voxels a protocol scores, as boolean masks: the readable definition of the protocols (docs/evaluation.md).
-
-    :class:`SSCMetrics` selects the same voxels through :func:`scene_histogram` (the tests check
-    that both agree); use this function to show or export a protocol's voxel sets.
-
-    Args:
-        protocol: one of :data:`PROTOCOLS`.
-        label: ``(B, N)`` integer ground truth, 0..11 or 255 (N = voxels per scene, flat C-order).
-        label_weight: ``(B, N)`` 0/1 weights (``torchssc``).
-        mapping: ``(B, N)`` integer pixel index per voxel, ``no_pixel`` = none (``torchssc``).
-        visibility: ``(B, N)`` integer :mod:`torchssc.geometry` ``VIS_*`` codes (``sscnet``).
-        no_pixel: the "no pixel" mapping value, ``H * W`` (307200 for NYU).
-    Returns:
-        ``(ssc_mask, sc_mask)``, both ``(B, N) bool``, with ``sc_mask`` a subset of ``ssc_mask``.
-    Raises:
-        ValueError: unknown protocol, or an input the protocol needs is missing.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    given = {"label_weight": label_weight, "mapping": mapping, "visibility": visibility}
-    missing = [k for k in _PROTOCOL_NEEDS[protocol] if given[k] is None]
-    if missing:
-        raise ValueError(f"protocol {protocol!r} needs {', '.join(missing)} (got None)")
-    valid = label != IGNORE_LABEL
-    if protocol == "torchssc":
-        ssc = valid & (label_weight > 0)
-        sc = ssc & (mapping == no_pixel)
-    elif protocol == "sscnet":
-        occluded = visibility == VIS_OCCLUDED
-        sc = valid & occluded
-        ssc = sc | (valid & (visibility == VIS_SURFACE))
-    else:
-        ssc = valid
-        sc = valid
-    return ssc, sc
-
-
 # --------------------------------------------------------------------------------------------
 # The shared histogram. Every voxel gets an *attribute* from the inputs the protocols look at,
 #   attribute = [weight > 0] + 2 [mapping == no pixel] + 4 vis3,   vis3 = 1 surface, 2 occluded,

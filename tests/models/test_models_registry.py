@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from _toy import TOY_CLASSES, make_batch, write_toy_spec
-from torchssc.benchmark_grid import to_label_grid
+from torchssc.label_grid_rule import to_label_grid
 from torchssc.config import load_config, recipes_dir
 from torchssc.engine.builders import build_loss, build_model, dataset_spec, run_inputs
 from torchssc.models import list_models

@@ -85,7 +85,7 @@ def test_viz_shows_the_lifted_prior(frame, tmp_path):
     assert rc == 0 and (tmp_path / "alone" / "prior.png").stat().st_size > 0
     import argparse
 
-    from torchssc.viz.command import lifted_prior_volume
+    from torchssc.commands.viz import lifted_prior_volume
 
     volume = lifted_prior_volume(argparse.Namespace(prior=str(frame / "window.png"), depth=str(frame / "depth.png"),
                                                     pose=str(frame / "pose.txt"), intrinsics=None))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from torchssc.benchmark_grid import to_label_grid
+from torchssc.label_grid_rule import to_label_grid
 from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.engine.builders import build_dataset, run_inputs
 from torchssc.engine.checkpoint import find_last_checkpoint, list_checkpoints, load_model
@@ -298,7 +298,7 @@ def score_model(
     Args:
         model: returns ``{"semantic": (B, 12, D, H, W) logits, ...}`` from a batch dict; logits
             on another grid than the labels (ForkNet, CCPNet-style) are brought to it by
-            :func:`torchssc.benchmark_grid.to_label_grid`.
+            :func:`torchssc.label_grid_rule.to_label_grid`.
         dataset: items as :class:`torchssc.data.SSCDataset` (``visibility`` for ``sscnet``:
             :func:`scoring_dataset`).
         protocols: names from :data:`torchssc.metrics.PROTOCOLS`.
@@ -339,7 +339,7 @@ def score_model(
             # (B, D, H, W) class ids; uint8 on the device: 8x less to move and to scan than int64
             pred = outputs["semantic"].argmax(1).to(torch.uint8)
             # a native-resolution model (ForkNet, CCPNet-style): to the label grid by the GT's rule
-            pred = to_label_grid(pred, tuple(batch["label"].shape[1:]))
+            pred = to_label_grid(pred, tuple(batch["label"].shape[1:]), spec.fine_factor, spec.num_classes)
             update_all(  # one pass over the voxels for every protocol
                 metrics.values(), pred, batch["label"], label_weight=batch.get("label_weight"),
                 mapping=batch.get("mapping"), visibility=batch.get("visibility"), no_pixel=_no_pixel(batch, spec.no_pixel),

@@ -11,7 +11,7 @@ Full-resolution softmax cross-entropy, class weights 1, mean over the selected v
   label != 255.
 * Side heads (when the model returns them): ``ccpnet_side60`` against ``batch["label"]`` on the
   label grid and ``ccpnet_side120`` against the fine labels reduced 2x per axis by the
-  benchmark's label rule (:func:`torchssc.benchmark_grid.reduce_labels`), with the same mask at
+  benchmark's label rule (:func:`torchssc.label_grid_rule.reduce_labels`), with the same mask at
   their resolution, each weighted ``side_weight`` (0.5).
 
 Terms: ``semantic``, [``side60``, ``side120``,] ``total``; an empty selection gives 0, not NaN.
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from torchssc.benchmark_grid import reduce_labels, repeat_grid
+from torchssc.label_grid_rule import reduce_labels, repeat_grid
 from torchssc.geometry import IGNORE_LABEL
 from torchssc.losses.registry import register_loss
 

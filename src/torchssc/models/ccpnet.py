@@ -9,7 +9,7 @@ numbers as CCPNet's.
 Input: ``batch["tsdf_fine"]`` ``(B, 1, S0, S1, S2)`` float32, SSCNet's flipped TSDF, full size
 ``(240, 144, 240)`` (0.02 m), axes [world X, up, world Y] as :mod:`torchssc.geometry`; every size
 divisible by 16. Output: ``{"semantic": (B, 12, S0, S1, S2)}`` logits at the **input
-resolution** (scored on the label grid by :mod:`torchssc.benchmark_grid`), plus with
+resolution** (scored on the label grid by :mod:`torchssc.label_grid_rule`), plus with
 ``side_heads`` in training ``ccpnet_side60`` ``(B, 12, S/4)`` and ``ccpnet_side120``
 ``(B, 12, S/2)`` logits for deep supervision.
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchssc.benchmark_grid import benchmark_prediction, fine_factor, reduce_labels, repeat_grid, to_label_grid
+from torchssc.label_grid_rule import benchmark_prediction, fine_factor, reduce_labels, repeat_grid, to_label_grid
 from torchssc.engine.distributed import DistInfo
 from torchssc.engine.evaluate import score_model
 from torchssc.geometry import VIS_FREE, VIS_OCCLUDED, VIS_SURFACE

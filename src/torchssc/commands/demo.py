@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 
 
@@ -24,13 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    try:
-        result = run_demo(args.out, frames=args.frames, test_fraction=args.test_fraction, seed=args.seed,
-                          workers=args.workers, config=args.config, overrides=args.overrides,
-                          renders=args.renders)
-    except (ValueError, FileNotFoundError) as exc:  # bad folder, recipe or override: one clear line
-        print(f"torchssc demo: error: {exc}", file=sys.stderr)
-        return 2
+    # a bad folder, recipe or override: cli.main prints one line (--debug: the traceback)
+    result = run_demo(args.out, frames=args.frames, test_fraction=args.test_fraction, seed=args.seed,
+                      workers=args.workers, config=args.config, overrides=args.overrides, renders=args.renders)
     print()
     print(result["table"])
     for path in result["renders"]:

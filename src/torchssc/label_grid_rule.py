@@ -1,4 +1,5 @@
-"""A prediction made on another grid, brought to the benchmark's label grid for scoring.
+"""The 240 -> 60 label rule, in torch: a prediction made on another grid, brought to the
+benchmark's label grid for scoring.
 
 The benchmark scores class ids on the 60x36x60 label grid (0.08 m), built from the fine
 240x144x240 labels (0.02 m) by the 240 -> 60 rule of :mod:`torchssc.prepare.downsample`
@@ -29,12 +30,11 @@ from __future__ import annotations
 
 import torch
 
-from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL
+from torchssc.geometry import DOWNSAMPLE, IGNORE_LABEL, NUM_CLASSES
 
 EMPTY_FRACTION = 0.95
 """As :data:`torchssc.prepare.downsample.EMPTY_FRACTION`: more than 95 % of a block in {0, 255}
 (61 of 64 voxels) makes it empty or outside."""
-_NUM_CLASSES = 12
 
 
 def fine_factor(output_shape: tuple[int, ...], label_shape: tuple[int, ...], factor: int = DOWNSAMPLE) -> int:
@@ -71,14 +71,15 @@ def repeat_grid(pred: torch.Tensor, k: int) -> torch.Tensor:
     return pred[:, :, None, :, None, :, None].expand(b, d, k, h, k, w, k).reshape(b, d * k, h * k, w * k)
 
 
-def reduce_labels(fine: torch.Tensor, factor: int = DOWNSAMPLE) -> torch.Tensor:
+def reduce_labels(fine: torch.Tensor, factor: int = DOWNSAMPLE, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """The benchmark's label rule (module docstring) on a batch, in torch.
 
     Equal to :func:`torchssc.prepare.downsample.downsample_labels` with ``raw=False`` and
     ``tie_rule="default"``, frame by frame (tested).
 
     Args:
-        fine: ``(B, D, H, W)`` integer labels 0..11 or 255, sizes divisible by ``factor``.
+        fine: ``(B, D, H, W)`` integer labels ``0..num_classes-1`` or 255, sizes divisible by ``factor``.
+        num_classes: classes of the dataset, empty included (its spec's; 12 for NYU).
     Returns:
         ``(B, D/f, H/f, W/f) uint8`` labels 0..11 or 255, on ``fine``'s device.
     """
@@ -92,26 +93,29 @@ def reduce_labels(fine: torch.Tensor, factor: int = DOWNSAMPLE) -> torch.Tensor:
         return (blocks == value).sum(dim=cells, dtype=torch.int32)  # (B, d, h, w)
 
     n_empty, n_out = count(0), count(IGNORE_LABEL)
-    per_class = torch.stack([count(c) for c in range(1, _NUM_CLASSES)], dim=-1)  # (B, d, h, w, 11)
+    per_class = torch.stack([count(c) for c in range(1, num_classes)], dim=-1)  # (B, d, h, w, K-1)
     class_label = per_class.argmax(dim=-1).to(torch.uint8) + 1  # first maximum: smallest class id
     empty_label = torch.where(n_empty >= n_out, 0, IGNORE_LABEL).to(torch.uint8)
     is_empty = (n_empty + n_out) > EMPTY_FRACTION * factor ** 3
     return torch.where(is_empty, empty_label, class_label)
 
 
-def to_label_grid(pred: torch.Tensor, label_shape: tuple[int, ...], factor: int = DOWNSAMPLE) -> torch.Tensor:
+def to_label_grid(pred: torch.Tensor, label_shape: tuple[int, ...], factor: int = DOWNSAMPLE,
+                  num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Class ids on the model's grid -> class ids on the label grid (module docstring).
 
     Args:
         pred: ``(B, D, H, W)`` integer class ids 0..11 at the model's resolution.
         label_shape: ``(D', H', W')`` of the label grid.
+        factor: fine voxels per label voxel (the spec's ``fine_factor``).
+        num_classes: the dataset's classes (its spec's).
     Returns:
         ``(B, *label_shape) uint8``; ``pred`` itself (as uint8) when it already is on that grid.
     """
     k = fine_factor(tuple(pred.shape[1:]), tuple(label_shape), factor)
     if k == factor:
         return pred.to(torch.uint8)
-    return reduce_labels(repeat_grid(pred.to(torch.uint8), k), factor)
+    return reduce_labels(repeat_grid(pred.to(torch.uint8), k), factor, num_classes)
 
 
 def benchmark_prediction(logits: torch.Tensor, label_shape: tuple[int, ...]) -> torch.Tensor:

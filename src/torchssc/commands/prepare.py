@@ -60,34 +60,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        kwargs = {}
-        if args.intrinsics is not None:
-            kwargs["intrinsics"] = Intrinsics.parse(args.intrinsics)
-        if args.fine_intrinsics is not None:
-            kwargs["fine_intrinsics"] = Intrinsics.parse(args.fine_intrinsics)
-        summary = prepare_split(
-            args.raw,
-            args.out,
-            split=args.split,
-            rgb_dir=args.rgb_dir,
-            rgb_mat=args.rgb_mat,
-            workers=args.workers,
-            fine=args.fine,
-            tie_rule=args.tie_rule,
-            forknet=args.forknet,
-            forknet_class_map=args.forknet_class_map,
-            fine_labels=args.fine_labels,
-            dataset=args.dataset,
-            progress=not args.no_progress,
-            report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
-            **kwargs,
-        )
-    except (OSError, ValueError) as exc:
-        from torchssc.cli import one_line
-
-        print(f"torchssc prepare: error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    kwargs = {}
+    if args.intrinsics is not None:
+        kwargs["intrinsics"] = Intrinsics.parse(args.intrinsics)
+    if args.fine_intrinsics is not None:
+        kwargs["fine_intrinsics"] = Intrinsics.parse(args.fine_intrinsics)
+    summary = prepare_split(  # a bad folder or option: cli.main prints one line (--debug: the traceback)
+        args.raw,
+        args.out,
+        split=args.split,
+        rgb_dir=args.rgb_dir,
+        rgb_mat=args.rgb_mat,
+        workers=args.workers,
+        fine=args.fine,
+        tie_rule=args.tie_rule,
+        forknet=args.forknet,
+        forknet_class_map=args.forknet_class_map,
+        fine_labels=args.fine_labels,
+        dataset=args.dataset,
+        progress=not args.no_progress,
+        report=lambda line: tqdm.write(f"FAILED {line}", file=sys.stderr),
+        **kwargs,
+    )
     print(summary.line())
     if summary.stopped:  # a full disk: said once, with how many frames are done
         print(f"torchssc prepare: error: {summary.stop_line()}", file=sys.stderr)

@@ -133,48 +133,44 @@ def lifted_prior_volume(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        spec = get_dataset_spec(args.dataset)
-        pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key, spec=spec)
-        if args.id is not None and args.prepared is None:
-            raise ValueError("--id needs --prepared ROOT")
-        frame_id = args.id
-        if frame_id is None and args.prepared is not None and pred is not None and pred.name.isdigit():
-            frame_id = pred.name
-        gt = None
-        if args.prepared is not None:
-            if frame_id is None:
-                raise ValueError("--prepared needs --id (or a VOLUME named <id>.npy)")
-            gt = load_prepared(args.prepared, frame_id, spec)
-        if args.gt is not None:
-            given = load_volume(args.gt, classes=args.classes, key=args.key, spec=spec)
-            gt = given if gt is None else replace(gt, labels=given.labels, voxel=given.voxel)
-        if args.prior is not None:
-            prior = lifted_prior_volume(args)
-            if pred is not None and gt is not None:
-                raise ValueError("--prior is shown beside one other volume: drop --gt/--prepared or VOLUME")
-            gt, pred = (prior, pred) if pred is not None else (gt, prior)
-        if gt is None and pred is None:
-            raise ValueError("nothing to show: give a VOLUME, --gt, --prepared with --id, or --prior")
-        extra = _read_meta(args.meta) if args.meta else {}
-        if args.intrinsics:
-            extra["intrinsics"] = Intrinsics.parse(args.intrinsics)
-        if extra:
-            gt, pred = (None if v is None else replace(v, **extra) for v in (gt, pred))
-        if args.downsample:
-            gt, pred = (v if v is None or v.labels.shape != spec.fine_grid else downsample_volume(v) for v in (gt, pred))
-        mismatch = box_mismatch(gt, pred)
-        if mismatch:
-            print(f"torchssc viz: warning: {mismatch}", file=sys.stderr)
-        name = args.name or frame_id or (pred if pred is not None else gt).name
-        written = export_scene(
-            args.out, name, gt=gt, pred=pred, formats=args.formats, views=args.views, masks=args.mask,
-            size=args.size, shading=args.shading, hide_ceiling_above=not args.show_ceiling,
-            class_boundaries=args.class_boundaries, spec=spec,
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"torchssc viz: error: {exc}", file=sys.stderr)
-        return 2
+    spec = get_dataset_spec(args.dataset)
+    pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key, spec=spec)
+    if args.id is not None and args.prepared is None:
+        raise ValueError("--id needs --prepared ROOT")
+    frame_id = args.id
+    if frame_id is None and args.prepared is not None and pred is not None and pred.name.isdigit():
+        frame_id = pred.name
+    gt = None
+    if args.prepared is not None:
+        if frame_id is None:
+            raise ValueError("--prepared needs --id (or a VOLUME named <id>.npy)")
+        gt = load_prepared(args.prepared, frame_id, spec)
+    if args.gt is not None:
+        given = load_volume(args.gt, classes=args.classes, key=args.key, spec=spec)
+        gt = given if gt is None else replace(gt, labels=given.labels, voxel=given.voxel)
+    if args.prior is not None:
+        prior = lifted_prior_volume(args)
+        if pred is not None and gt is not None:
+            raise ValueError("--prior is shown beside one other volume: drop --gt/--prepared or VOLUME")
+        gt, pred = (prior, pred) if pred is not None else (gt, prior)
+    if gt is None and pred is None:
+        raise ValueError("nothing to show: give a VOLUME, --gt, --prepared with --id, or --prior")
+    extra = _read_meta(args.meta) if args.meta else {}
+    if args.intrinsics:
+        extra["intrinsics"] = Intrinsics.parse(args.intrinsics)
+    if extra:
+        gt, pred = (None if v is None else replace(v, **extra) for v in (gt, pred))
+    if args.downsample:
+        gt, pred = (v if v is None or v.labels.shape != spec.fine_grid else downsample_volume(v) for v in (gt, pred))
+    mismatch = box_mismatch(gt, pred)
+    if mismatch:
+        print(f"torchssc viz: warning: {mismatch}", file=sys.stderr)
+    name = args.name or frame_id or (pred if pred is not None else gt).name
+    written = export_scene(
+        args.out, name, gt=gt, pred=pred, formats=args.formats, views=args.views, masks=args.mask,
+        size=args.size, shading=args.shading, hide_ceiling_above=not args.show_ceiling,
+        class_boundaries=args.class_boundaries, spec=spec,
+    )
     for path in written:
         print(path)
     return 0
