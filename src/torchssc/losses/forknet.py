@@ -182,26 +182,6 @@ class ForkNetLoss(nn.Module):
         return {"adv_generator": gen, "adv_discriminator": disc}
 
 
-@register_loss("forknet", targets=("forknet_label", "forknet_surface", "forknet_tsdf"))
-def forknet_loss(
-    *,
-    num_classes: int = 12,
-    gamma: float = 0.97,
-    eps: float = 1e-6,
-    ssc_weight: float = 1.0,
-    geometry_weight: float = 1.0,
-    semantic_weight: float = 1.0,
-    refine_weight: float = 1.0,
-    recon_weight: float = 1.0,
-    kl_weight: float = 1.0,
-    adversarial_weight: float = 1.0,
-    discriminator_weight: float = 1.0,
-    adversarial_gate: float = 0.3,
-) -> ForkNetLoss:
-    """ForkNet's losses (module docstring); defaults are the ICCV-era code's."""
-    return ForkNetLoss(
-        num_classes=num_classes, gamma=gamma, eps=eps, ssc_weight=ssc_weight, geometry_weight=geometry_weight,
-        semantic_weight=semantic_weight, refine_weight=refine_weight, recon_weight=recon_weight,
-        kl_weight=kl_weight, adversarial_weight=adversarial_weight, discriminator_weight=discriminator_weight,
-        adversarial_gate=adversarial_gate,
-    )
+forknet_loss = register_loss("forknet", targets=("forknet_label", "forknet_surface", "forknet_tsdf"))(ForkNetLoss)
+"""ForkNet's losses (module docstring), registered as they are: ``get_loss("forknet", **kwargs)``
+takes the keywords of :class:`ForkNetLoss`, whose defaults are the ICCV-era code's."""

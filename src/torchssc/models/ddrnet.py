@@ -81,23 +81,7 @@ class DDRNet(TwoStreamRGBD):
         )
 
 
-@register_model("ddrnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"),
-                from_spec=lambda s: {"grid_shape": s.fine_grid, "voxel_size": s.fine_voxel})
-def ddrnet(
-    *,
-    num_classes: int = 12,
-    grid_shape: tuple[int, int, int] = FINE_SHAPE,
-    voxel_size: float = FINE_VOXEL,
-    index_rounding: str = "rint",
-    index_precision: str = "float32",
-    trunk_layout: str = "yzx",
-) -> DDRNet:
-    """DDRNet (195,748 parameters at 12 classes); inputs rgb, depth, pose, origin, intrinsics."""
-    return DDRNet(
-        num_classes=num_classes,
-        grid_shape=grid_shape,
-        voxel_size=voxel_size,
-        index_rounding=index_rounding,
-        index_precision=index_precision,
-        trunk_layout=trunk_layout,
-    )
+ddrnet = register_model("ddrnet", inputs=("rgb", "depth", "pose", "origin", "intrinsics"),
+                        from_spec=lambda s: {"grid_shape": s.fine_grid, "voxel_size": s.fine_voxel})(DDRNet)
+"""DDRNet (195,748 parameters at 12 classes), registered as it is: ``get_model("ddrnet", **kwargs)``
+takes the keywords of :class:`DDRNet`."""
