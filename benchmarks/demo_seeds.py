@@ -119,8 +119,9 @@ def run_one(variant: str, overrides: list[str], seed: int, args: dict) -> dict:
 
 def summary(rows: list[dict], baseline: dict) -> str:
     """Per variant and protocol: SC IoU of each seed (argmax | occupancy), wins over the baseline."""
-    lines = ["| variant | protocol | all occupied | SC IoU, argmax (per seed) | beats it | "
-             "SC IoU, occupancy decoding | mIoU, argmax |", "|---|---|---|---|---|---|---|"]
+    from torchssc.report import markdown_table
+
+    body = []
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = sorted((r for r in rows if r["variant"] == variant and "error" not in r), key=lambda r: r["seed"])
         for p in SCORED:
@@ -128,10 +129,12 @@ def summary(rows: list[dict], baseline: dict) -> str:
             am = [r[f"argmax_{p}"][2] for r in mine]
             oc = [r[f"occupancy_{p}"][2] for r in mine]
             miou = [r[f"argmax_{p}"][3] for r in mine]
-            lines.append(f"| {variant} | {p} | {base:.1f} | {' '.join(f'{v:.1f}' for v in am)} | "
-                         f"{sum(v > base for v in am)}/{len(am)} | {' '.join(f'{v:.1f}' for v in oc)} | "
-                         f"{min(miou, default=float('nan')):.1f}-{max(miou, default=float('nan')):.1f} |")
-    return "\n".join(lines) + "\n"
+            body.append([variant, p, f"{base:.1f}", " ".join(f"{v:.1f}" for v in am), f"{sum(v > base for v in am)}/{len(am)}",
+                         " ".join(f"{v:.1f}" for v in oc),
+                         f"{min(miou, default=float('nan')):.1f}-{max(miou, default=float('nan')):.1f}"])
+    head = ["variant", "protocol", "all occupied", "SC IoU, argmax (per seed)", "beats it",
+            "SC IoU, occupancy decoding", "mIoU, argmax"]
+    return markdown_table(head, body) + "\n"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

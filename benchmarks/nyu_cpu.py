@@ -88,27 +88,26 @@ def score(models: dict, cfg: dict, save: dict[str, Path], split) -> dict:
 
 
 def markdown(table: dict, runs: list[dict]) -> str:
-    """The results as markdown tables, one per protocol, then the runs' training costs."""
+    """The results as markdown tables (torchssc.report), one per protocol, then the runs' training costs."""
     from torchssc.geometry import CLASS_NAMES
+    from torchssc.report import markdown_table
 
     classes = CLASS_NAMES[1:]
     lines = []
     for protocol in PROTOCOLS:
         scenes = next(iter(table.values()))["scenes"]
-        lines += [f"### `{protocol}` protocol, {scenes} test scenes", "",
-                  "| method | SC precision | SC recall | SC IoU | " + " | ".join(classes) + " | **mIoU** |",
-                  "|---|---:|---:|---:|" + "---:|" * len(classes) + "---:|"]
+        rows = []
         for method, by_protocol in table.items():
             r = by_protocol[protocol]
             cells = [f"{r.get(k, float('nan')):.1f}" for k in ("sc_precision", "sc_recall", "sc_iou")]
-            cells += [f"{r['ssc_iou'][c]:.1f}" for c in classes]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | **{r['ssc_miou']:.1f}** |")
-        lines.append("")
-    lines += ["| run | recipe | overrides | iterations | training steps, wall (log.jsonl) |",
-              "|---|---|---|---:|---:|"]
-    for run in runs:
-        lines.append(f"| {run['name']} | `{run['recipe']}` | {' '.join(run['overrides']) or '-'} | {run['iteration']} "
-                     f"| {run['epochs_wall_s'] / 60:.1f} min |")
+            rows.append([method, *cells, *(f"{r['ssc_iou'][c]:.1f}" for c in classes), f"**{r['ssc_miou']:.1f}**"])
+        head = ["method", "SC precision", "SC recall", "SC IoU", *classes, "**mIoU**"]
+        lines += [f"### `{protocol}` protocol, {scenes} test scenes", "",
+                  markdown_table(head, rows, "l" + "r" * (len(head) - 1)), ""]
+    rows = [[run["name"], f"`{run['recipe']}`", " ".join(run["overrides"]) or "-", str(run["iteration"]),
+             f"{run['epochs_wall_s'] / 60:.1f} min"] for run in runs]
+    lines.append(markdown_table(["run", "recipe", "overrides", "iterations", "training steps, wall (log.jsonl)"],
+                                rows, "lllrr"))
     return "\n".join(lines) + "\n"
 
 
