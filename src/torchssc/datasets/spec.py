@@ -125,22 +125,20 @@ class DatasetSpec:
             ValueError: naming ``where`` and the values the map does not know.
         """
         labels = np.asarray(labels)
-        lut = np.full(256, 254, dtype=np.uint8)  # 254 marks "not in the map"
-        if self.label_map is None:
-            lut[: self.num_classes] = np.arange(self.num_classes, dtype=np.uint8)
-        else:
-            lut[: len(self.label_map)] = np.asarray(self.label_map, np.uint8)
-        lut[self.ignore_id] = self.ignore_id
-        known = len(self.label_map) if self.label_map is not None else self.num_classes
+        table = np.arange(self.num_classes) if self.label_map is None else np.asarray(self.label_map)
+        lut = np.zeros(256, dtype=np.uint8)
+        known = np.zeros(256, dtype=bool)
+        lut[: len(table)], known[: len(table)] = table, True
+        lut[self.ignore_id], known[self.ignore_id] = self.ignore_id, True
         if labels.size and (labels.min() < 0 or labels.max() > 255):
-            raise ValueError(f"{where}: label ids must be in 0..{known - 1} or {self.ignore_id}, "
+            raise ValueError(f"{where}: label ids must be in 0..{len(table) - 1} or {self.ignore_id}, "
                              f"got range {labels.min()}..{labels.max()}")
-        out = lut[labels.astype(np.int64)]
-        if (out == 254).any() and 254 not in (self.ignore_id,):
-            bad = np.unique(labels[out == 254])
-            raise ValueError(f"{where}: label ids must be in 0..{known - 1} or {self.ignore_id} "
+        index = labels.astype(np.int64)
+        if not known[index].all():
+            bad = np.unique(labels[~known[index]])
+            raise ValueError(f"{where}: label ids must be in 0..{len(table) - 1} or {self.ignore_id} "
                              f"({self.name}), found {bad.tolist()[:10]}")
-        return out
+        return lut[index]
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
