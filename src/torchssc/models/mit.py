@@ -143,7 +143,7 @@ class MixVisionTransformer(nn.Module):
                  drop_path_rate: float = MIT_B2["drop_path_rate"], in_channels: int = 3) -> None:
         super().__init__()
         self.depths = tuple(depths)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linspace(0, rate, n)
         cin, start = in_channels, 0
         for i, (dim, heads, depth, sr) in enumerate(zip(embed_dims, num_heads, depths, sr_ratios), 1):
             kernel, stride = (7, 4) if i == 1 else (3, 2)
