@@ -224,7 +224,13 @@ class AdversarialStep:
         return {"disc_optimizer": self.disc_optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the discriminator optimiser (after the engine restored the generator's) and the
+        zero gradients a running job holds: every parameter either optimiser has stepped gets a
+        zero ``.grad`` again, so the next steps decay it as the uninterrupted run would."""
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        for p in self.model.parameters():
+            if p.requires_grad and p.grad is None and (p in self.optimizer.state or p in self.disc_optimizer.state):
+                p.grad = torch.zeros_like(p)
 
 
 def _autocast(amp: str, device: torch.device):
