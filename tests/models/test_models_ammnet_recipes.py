@@ -40,7 +40,8 @@ def test_recipe_is_the_authors_step(name):
     epochs, ipe = cfg["train"]["epochs"], cfg["train"]["iters_per_epoch"]
     f = lr_factor(cfg, epochs * ipe, ipe)
     assert f(ipe - 1) == 1.0
-    assert f((epochs - 1) * ipe) * 1e-3 == pytest.approx(1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * (epochs - 1) / epochs)))
+    last = 1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * (epochs - 1) / epochs))
+    assert f((epochs - 1) * ipe) * 1e-3 == pytest.approx(last)
     if name == "ammnet_prior_nyu":
         assert (epochs, ipe, cfg["train"]["sampler"]) == (150, 199, "shuffle")
     if name.endswith("_cpu"):
@@ -54,7 +55,8 @@ def _batches(n, seed, b=2, grid=(12, 12, 12), image=(64, 64)):
         "prior": torch.randint(0, 14, (b, *image), generator=g),
         "rgb": torch.randn(b, 3, *image, generator=g),
         "tsdf": torch.rand(b, 1, *grid, generator=g) * 2 - 1,
-        "mapping": torch.where(torch.rand(b, cells, generator=g) < 0.3, torch.randint(0, hw, (b, cells), generator=g), hw),
+        "mapping": torch.where(torch.rand(b, cells, generator=g) < 0.3,
+                               torch.randint(0, hw, (b, cells), generator=g), hw),
         "label": torch.randint(0, 12, (b, *grid), generator=g),
         "label_weight": (torch.rand(b, *grid, generator=g) > 0.3).float(),
     } for _ in range(n)]

@@ -142,7 +142,8 @@ def lr_factor(cfg: dict, total_iters: int, iters_per_epoch: int) -> Callable[[in
         return lambda it: 1.0
     if kind == "cosine":
         lr0, lr_min, epochs = float(opt["lr"]), float(opt["lr_min"]), int(cfg["train"]["epochs"])
-        return lambda it: (lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * (it // iters_per_epoch) / epochs))) / lr0
+        cosine = lambda e: lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * e / epochs))  # noqa: E731
+        return lambda it: cosine(it // iters_per_epoch) / lr0
     if kind == "step":
         gamma = float(opt["step_gamma"])
         milestones = sorted(int(e) * iters_per_epoch for e in opt["step_epochs"])

@@ -34,6 +34,7 @@ set to class 0; ``shuffle`` and ``erase`` are :func:`shuffle_labels` and :func:`
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Any, Mapping
 
@@ -235,7 +236,6 @@ class AdversarialStep:
 
 def _autocast(amp: str, device: torch.device):
     if amp == "none":
-        import contextlib
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

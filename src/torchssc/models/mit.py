@@ -193,7 +193,8 @@ class SegFormerHead(nn.Module):
         self.dropout = nn.Dropout(0.5)
         self.linear_pred = nn.Conv2d(embedding_dim, num_classes, 1)
 
-    def forward(self, feats: Sequence[torch.Tensor], image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: Sequence[torch.Tensor], image_size: tuple[int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats`` = the encoder's ``[c1, c2, c3, c4]`` -> ``(feature (B, E, h1, w1), logits (B, K, H, W))``."""
         size = feats[0].shape[2:]
         parts = []
