@@ -54,6 +54,7 @@ kept (spec §4.9.4). The training step that uses all this is
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -73,6 +74,7 @@ from torchssc.models.sketch_aware import NYU13_CLASSES
 FRONTS = ("prior", "segformer")
 PLACEMENTS = ("projection", "fill")
 NYU_GRID = (60, 36, 60)
+log = logging.getLogger(__name__)
 
 
 def _encoder1(f: int) -> nn.Sequential:
@@ -242,6 +244,7 @@ class AMMNet(nn.Module):
             self.head = SegFormerHead(embedding_dim=feature, num_classes=num_classes)
             if encoder_weights is not None:
                 self.encoder_report = load_mit_weights(self.encoder, encoder_weights)
+                log.info("%s", self.encoder_report)
             if freeze_encoder:
                 self.encoder.requires_grad_(False)
         self.TSDFNet = TSDFNet(feature=feature, stem_channels=stem_channels)
