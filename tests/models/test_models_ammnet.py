@@ -258,6 +258,13 @@ def test_training_outputs(front):
     if front == "segformer":
         assert out["semantic2d"].shape == (2, 12, 32, 32)
         assert all(p.grad is None for p in model.encoder.parameters())
+        # frozen, yet in train mode with the model: its DropPath draws (as released)
+        assert model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
+        image = torch.randn(8, 3, 32, 32)
+        with torch.no_grad():
+            assert not torch.equal(model.encoder(image)[3], model.encoder(image)[3])
+            model.encoder.eval()
+            assert torch.equal(model.encoder(image)[3], model.encoder(image)[3])
     model.eval()
     with torch.no_grad():
         a, b = model(batch), model(batch)
