@@ -11,6 +11,10 @@ Usage::
 
     python benchmarks/bench_prior_step.py --model unet3d_prior --loss class_weighted_ce --batch 4 --threads 2
     python benchmarks/bench_prior_step.py --model sketch_aware_ssc_prior_lite --loss sketch_aware --batch 4
+    python benchmarks/bench_prior_step.py --model ammnet_prior --loss ammnet --kwargs "{feature: 32, stem_channels: 8}"
+
+A loss with its own training step (``ammnet``: discriminator step + generator step) is timed
+through it, with AdamW over the engine's parameter groups, as the engine runs it.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--amp", default="none", choices=("none", "bf16"))
     parser.add_argument("--data", default=str(RELEASE) if RELEASE.is_dir() else "")
     parser.add_argument("--mapped", type=int, default=2800, help="random inputs: mapped voxels per frame")
+    parser.add_argument("--kwargs", default="{}", help="model keyword arguments, a YAML mapping")
     args = parser.parse_args()
 
     from torchssc.losses import get_loss
@@ -87,18 +92,32 @@ def main() -> None:
         batch, source = real_batch(Path(args.data), ids), f"release frames {ids}"
     else:
         batch, source = random_batch(args.batch, args.mapped), f"random, {args.mapped} mapped voxels"
-    model = get_model(args.model).train()
+    import yaml
+
+    from torchssc.engine.builders import parameter_groups
+
+    kwargs = yaml.safe_load(args.kwargs) or {}
+    model = get_model(args.model, **kwargs).train()
     loss_fn = get_loss(args.loss)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3) if args.optim == "adamw" else torch.optim.SGD(params, lr=1e-3, momentum=0.9)
-    print(f"{args.model} + {args.loss}, batch {args.batch}, {torch.get_num_threads()} threads, amp {args.amp}; {source}")
+    own = getattr(loss_fn, "training_step", None)
+    if own is not None:
+        opt = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-3)
+        own = own(model, opt, amp=args.amp)
+    print(f"{args.model} {kwargs} + {args.loss}, batch {args.batch}, {torch.get_num_threads()} threads, "
+          f"amp {args.amp}; {sum(p.numel() for p in params):,} trainable parameters; {source}")
     for step in range(args.warmup + args.steps):
         t0, c0 = time.perf_counter(), time.process_time()
+        extra = own.discriminator_step(batch) if own is not None else {}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
-            losses = loss_fn(model(batch), batch)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
+            losses = {**extra, **loss_fn(model(batch), batch)}
+        if own is not None:
+            own.generator_step(losses["total"])
+        else:
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
         kind = "warmup" if step < args.warmup else "step"
         print(f"{kind} {step}: wall {time.perf_counter() - t0:.2f} s, cpu {time.process_time() - c0:.2f} s, "
               f"loss {float(losses['total'].detach()):.4f}", flush=True)

@@ -96,7 +96,7 @@ def test_unknown_file_keys_are_named(tmp_path):
         "optim.lr",  # no '='
         "=3",
         "train.amp=fp8",
-        "optim.schedule=cosine",
+        "optim.schedule=exponential",
         "train.sampler=random",
         "train.global_batch=0",
         "train.epochs=2.5",

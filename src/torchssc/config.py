@@ -72,10 +72,11 @@ DEFAULTS: dict[str, Any] = {
         "momentum": 0.9,  # sgd only
         "weight_decay": 1.0e-3,  # conv/linear weights only
         "nesterov": False,  # sgd only
-        "schedule": "poly",  # poly | constant | step
+        "schedule": "poly",  # poly | constant | step | cosine (per epoch, to lr_min)
         "poly_power": 0.9,  # lr = lr0 * (1 - it / total) ** poly_power, per iteration (1.0: linear decay)
         "step_epochs": [],  # schedule=step: multiply lr by step_gamma at each of these epochs
         "step_gamma": 0.1,
+        "lr_min": 0.0,  # schedule=cosine: the lr the cosine ends at
     },
     "train": {
         "epochs": 250,
@@ -105,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
 
 CHOICES: dict[str, tuple[Any, ...]] = {
     "optim.name": ("sgd", "adam", "adamw"),
-    "optim.schedule": ("poly", "constant", "step"),
+    "optim.schedule": ("poly", "constant", "step", "cosine"),
     "train.amp": ("none", "bf16", "fp16"),
     "train.sampler": ("with_replacement", "shuffle"),
     "train.device": ("auto", "cpu", "cuda"),

@@ -4,6 +4,7 @@ optimiser, LR schedule. Library code never reads the recipe; only these builders
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -172,6 +173,8 @@ def lr_factor(cfg: dict, total_iters: int, iters_per_epoch: int) -> Callable[[in
     """``it -> lr / lr0`` for the recipe's schedule, ``it`` = completed iterations (0-based).
 
     poly: ``(1 - it / total_iters) ** poly_power`` (0 from ``total_iters`` on; no warm-up).
+    cosine: per EPOCH, ``(lr_min + (lr0 - lr_min) (1 + cos(pi e / train.epochs)) / 2) / lr0``,
+    ``e = it // iters_per_epoch`` (timm's CosineLRScheduler stepped after each epoch, as AMMNet).
     constant: 1. step: ``step_gamma ** k``, k = number of ``optim.step_epochs`` reached
     (epoch ``e`` begins at iteration ``e * iters_per_epoch``, ``e`` 1-based milestones: a
     milestone 30 lowers the lr from the first iteration of the 31st epoch).
@@ -185,11 +188,15 @@ def lr_factor(cfg: dict, total_iters: int, iters_per_epoch: int) -> Callable[[in
         return lambda it: max(0.0, 1.0 - it / total_iters) ** power
     if kind == "constant":
         return lambda it: 1.0
+    if kind == "cosine":
+        lr0, lr_min, epochs = float(opt["lr"]), float(opt["lr_min"]), int(cfg["train"]["epochs"])
+        cosine = lambda e: lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * e / epochs))  # noqa: E731
+        return lambda it: cosine(it // iters_per_epoch) / lr0
     if kind == "step":
         gamma = float(opt["step_gamma"])
         milestones = sorted(int(e) * iters_per_epoch for e in opt["step_epochs"])
         return lambda it: gamma ** sum(it >= m for m in milestones)
-    raise ValueError(f"optim.schedule {kind!r}: expected poly, constant or step")
+    raise ValueError(f"optim.schedule {kind!r}: expected poly, constant, step or cosine")
 
 
 def build_scheduler(
@@ -202,8 +209,8 @@ def build_scheduler(
         iters_per_epoch: needed by the step schedule; defaults to ``train.iters_per_epoch``.
     """
     ipe = iters_per_epoch if iters_per_epoch is not None else cfg["train"]["iters_per_epoch"]
-    if cfg["optim"]["schedule"] == "step" and not ipe:
-        raise ValueError("the step schedule needs iters_per_epoch")
+    if cfg["optim"]["schedule"] in ("step", "cosine") and not ipe:
+        raise ValueError(f"the {cfg['optim']['schedule']} schedule needs iters_per_epoch")
     factor = lr_factor(cfg, total_iters, int(ipe or 1))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
 

@@ -36,7 +36,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -112,6 +112,7 @@ class EpochContext:
     log: RunLog | None = None  # TensorBoard scalars every log_every iterations (rank 0)
     epochs: int = 1
     last_good: Path | None = None  # named in the non-finite loss message
+    step: Any = None  # a loss's own training step (``loss.training_step``: AMMNet's adversarial step), or None
 
 
 def autocast(amp: str, device: torch.device):
@@ -171,9 +172,10 @@ def train_one_epoch(
     )
     for batch in loader:
         batch = move_to_device(batch, ctx.device)
+        extra = ctx.step.discriminator_step(batch) if ctx.step is not None else {}  # AMMNet: its D update first
         with autocast(ctx.amp, ctx.device):
             outputs = model(batch)
-            losses = loss_fn(outputs, batch)
+            losses = {**extra, **loss_fn(outputs, batch)}
         if names is None:
             names = _ordered_terms(losses)
         # process-averaged values: for logging, and so that every rank sees a bad term at once
@@ -188,10 +190,13 @@ def train_one_epoch(
                 f"The last good checkpoint is untouched: {where}"
             )
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["total"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        if ctx.step is not None:  # backward, clip, step, zero_grad(set_to_none=False): the loss's own rules
+            ctx.step.generator_step(losses["total"])
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         iteration += 1
         done += 1
@@ -273,12 +278,16 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, total_iters, iters_per_epoch=iters_per_epoch)
     scaler = torch.amp.GradScaler(info.device.type, enabled=t["amp"] == "fp16")
+    make_step = getattr(loss_fn, "training_step", None)  # a loss with its own step (AMMNet: docs/ammnet.md)
+    step = make_step(model, optimizer, amp=t["amp"]) if make_step is not None else None
     iteration = 0
     if ckpt is not None:
         iteration = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                            rank=info.rank, world_size=info.world_size,
                                            iters_per_epoch=iters_per_epoch, seed=t["seed"], path=ckpt_file,
                                            model_name=cfg["model"]["name"])
+        if step is not None and "training_step" in ckpt:
+            step.load_state_dict(ckpt["training_step"])
         if info.is_main:  # the weights fit: now the recipe's other differences are worth a word
             warn_changed_recipe(ckpt, cfg, ckpt_file)
     if cfg["data"]["check"]:
@@ -294,7 +303,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
         train_model = DistributedDataParallel(model, device_ids=device_ids)
     log = RunLog(out, iteration=iteration, enabled=info.is_main)
     ctx = EpochContext(device=info.device, amp=t["amp"], global_batch=t["global_batch"], log_every=t["log_every"],
-                       is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file)
+                       is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file,
+                       step=step)
     if info.is_main:
         logger.info("training %s: %d process(es), global batch %d, %d iterations/epoch, %d epochs, stop at "
                     "iteration %d%s -> %s", cfg["model"]["name"], info.world_size, t["global_batch"], iters_per_epoch,
@@ -319,9 +329,11 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
             if target is not None:
                 _check_finite_model(model, optimizer, ctx, iteration=iteration, epoch=epoch, target=target)
                 rng = all_gather_object(get_rng_state())  # every rank's streams, for an exact resume
-                save_checkpoint(target, training_state(model=model, optimizer=optimizer, scheduler=scheduler,
-                                                       scaler=scaler, rng=rng, cfg=cfg, iteration=iteration,
-                                                       iters_per_epoch=iters_per_epoch), also_last=True)
+                state = training_state(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng,
+                                       cfg=cfg, iteration=iteration, iters_per_epoch=iters_per_epoch)
+                if step is not None:
+                    state["training_step"] = step.state_dict()
+                save_checkpoint(target, state, also_last=True)
                 row["checkpoint"] = str(target)
                 ctx.last_good = target
             log.epoch(row)

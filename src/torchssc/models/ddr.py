@@ -72,8 +72,10 @@ class Bottleneck3D(nn.Module):
     With ``stride == 1`` the primes are identities; with ``stride > 1`` ``y2' =
     downsample2(y2)`` (AvgPool (1,s,1) + 1x1x1 conv + BN), ``y2'' = downsample3(y2')`` and ``y3' =
     downsample4(y3)`` (AvgPool (s,1,1) + 1x1x1 conv + BN each). Those three resizing branches exist
-    **only when stride > 1**: the original built them always and left 95,616 parameters without
-    gradient, which plain DDP rejects. All convs are bias-free, padding = dilation.
+    **only when stride > 1** by default: the original built them always and left 95,616 parameters
+    without gradient, which plain DDP rejects (``keep_unused=True`` builds them always, as the
+    original, for models whose parameter names and counts must match it: AMMNet). All convs are
+    bias-free, padding = dilation.
 
     Args:
         inplanes: input channels.
@@ -82,6 +84,7 @@ class Bottleneck3D(nn.Module):
         stride: 1 or 2 (applied once per axis by the three 1-D convs).
         dilation: dilation of the three 1-D convs.
         downsample: module applied to ``x`` for the residual (needed whenever the shape changes).
+        keep_unused: build ``downsample2/3/4`` also when ``stride == 1`` (never used in forward).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Bottleneck3D(nn.Module):
         stride: int = 1,
         dilation: int = 1,
         downsample: nn.Module | None = None,
+        keep_unused: bool = False,
     ) -> None:
         super().__init__()
         d, s = dilation, stride
@@ -112,7 +116,7 @@ class Bottleneck3D(nn.Module):
         self.bn5 = nn.BatchNorm3d(planes * expansion)
         self.relu = nn.ReLU()
         self.downsample = downsample
-        if stride > 1:
+        if stride > 1 or keep_unused:
             self.downsample2 = _resize_branch(planes, (1, s, 1))
             self.downsample3 = _resize_branch(planes, (s, 1, 1))
             self.downsample4 = _resize_branch(planes, (s, 1, 1))

@@ -48,13 +48,17 @@ def _check(features: torch.Tensor, mapping: torch.Tensor, grid_shape: tuple[int,
     _check_mapping(mapping, features.shape[0], grid_shape, image_size)
 
 
-def _axis_weights(pos: torch.Tensor, n_out: int, n_in: int, dtype: torch.dtype):
+def _axis_weights(pos: torch.Tensor, n_out: int, n_in: int, dtype: torch.dtype, align_corners: bool = True):
     """Source indices and weights along one axis for output positions ``pos`` (int64).
 
     Computed in ``dtype`` (float32, or float64 for float64 features), as torch's upsampling does.
+    ``align_corners=False``: ``src = max(0, (pos + 0.5) * n_in / n_out - 0.5)`` (torch's rule).
     """
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    src = pos.to(dtype) * scale
+    if align_corners:
+        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        src = pos.to(dtype) * scale
+    else:
+        src = ((pos.to(dtype) + 0.5) * (n_in / n_out) - 0.5).clamp_(min=0)
     i0 = src.floor().to(torch.int64).clamp_(max=n_in - 1)
     frac = src - i0.to(dtype)
     i1 = (i0 + 1).clamp_(max=n_in - 1)
@@ -72,11 +76,11 @@ def _mapped(mapping: torch.Tensor, image_size: tuple[int, int]) -> tuple[torch.T
 
 
 def _sample_mapped(features: torch.Tensor, mapping: torch.Tensor, image_size: tuple[int, int],
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   align_corners: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The mapped voxels and their bilinear features.
 
-    Returns ``rows (M,)`` as :func:`_mapped` and ``values (M, C)`` the align_corners=True bilinear
-    upsample of ``features (B, C, h, w)`` read at their pixels.
+    Returns ``rows (M,)`` as :func:`_mapped` and ``values (M, C)`` the bilinear upsample
+    (``align_corners`` as torch's) of ``features (B, C, h, w)`` read at their pixels.
     """
     b, c, h, w = features.shape
     big_h, big_w = image_size
@@ -84,8 +88,8 @@ def _sample_mapped(features: torch.Tensor, mapping: torch.Tensor, image_size: tu
     rows, pix = _mapped(mapping, image_size)
     batch = torch.div(rows, n, rounding_mode="floor")
     opmath = torch.float64 if features.dtype == torch.float64 else torch.float32
-    y0, y1, fy = _axis_weights(torch.div(pix, big_w, rounding_mode="floor"), big_h, h, opmath)
-    x0, x1, fx = _axis_weights(pix % big_w, big_w, w, opmath)
+    y0, y1, fy = _axis_weights(torch.div(pix, big_w, rounding_mode="floor"), big_h, h, opmath, align_corners)
+    x0, x1, fx = _axis_weights(pix % big_w, big_w, w, opmath, align_corners)
     table = features.permute(0, 2, 3, 1).reshape(b * h * w, c)     # (B*h*w, C) one row per pixel
     base = batch * (h * w)
     fy, fx = fy.to(features.dtype).unsqueeze(1), fx.to(features.dtype).unsqueeze(1)
@@ -185,6 +189,8 @@ def lift_and_fill(
     mapping: torch.Tensor,
     grid_shape: tuple[int, int, int],
     image_size: tuple[int, int],
+    *,
+    align_corners: bool = True,
 ) -> torch.Tensor:
     """:func:`lift_features` followed by the zero fill, computed around the mapped voxels only.
 
@@ -193,11 +199,12 @@ def lift_and_fill(
     zero padding counted (``/ 27`` everywhere, borders included). Same maths as the dense
     original (float sums in another order: equal to ~1e-7 relative).
 
-    Arguments as :func:`lift_features`. Returns ``(B, C, D, Hg, Wg)`` contiguous (NCDHW),
-    differentiable w.r.t. ``features``.
+    Arguments as :func:`lift_features`; ``align_corners=False`` reads the upsample that
+    ``F.interpolate(..., mode="bilinear", align_corners=False)`` gives (AMMNet's projection).
+    Returns ``(B, C, D, Hg, Wg)`` contiguous (NCDHW), differentiable w.r.t. ``features``.
     """
     _check(features, mapping, grid_shape, image_size)
-    rows, values = _sample_mapped(features, mapping, image_size)    # (M,), (M, C)
+    rows, values = _sample_mapped(features, mapping, image_size, align_corners)  # (M,), (M, C)
     return _fill_sparse(rows, values, features.shape[0], grid_shape)
 
 
