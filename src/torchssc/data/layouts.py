@@ -233,7 +233,93 @@ class NyucadTorchsscLayout(Layout):
         return frame
 
 
+# ------------------------------------------------------------------------------------------
+class ScansLayout(Layout):
+    """A folder of RGB-D frames with a label volume each (:mod:`torchssc.io.scans`): your own
+    labelled scans. The inputs are built from the depth, pose and camera by the preparation code
+    (fine TSDF -> 60-grid mean, voxel -> pixel mapping, ``label_weight`` by the release's rule),
+    in the box of the label file's ``origin`` (default: SSCNet's box for the pose, floor at z = 0).
+    Splits: ``<root>/<split>.txt`` (frame names), else every frame with a label volume."""
+
+    name = "scans"
+    fields = frozenset({"rgb", "depth", "meta", "visibility", "tsdf_fine"})
+    carries = "depth, pose, camera, colour and a label volume per frame; no 2D prior, no ForkNet volumes"
+    has_meta = True
+
+    def __init__(self, root, spec):
+        super().__init__(root, spec)
+        from torchssc.geometry import Intrinsics
+        from torchssc.io.scans import open_scan_folder
+
+        own = (self.root / "intrinsic" / "intrinsic_depth.txt").is_file() or any(
+            (self.root / name).is_file() for name in ("intrinsics.txt", "intrinsics.json"))
+        cam = None if own else Intrinsics(*spec.intrinsics, width=spec.image_size[0], height=spec.image_size[1])
+        self.folder = open_scan_folder(self.root, cam)
+
+    def ids(self, split):
+        if (self.root / f"{split}.txt").is_file():
+            return read_split(self.root, split)
+        return [f.name for f in self.folder.frames if f.label is not None]
+
+    def _frame(self, frame_id: str):
+        return self.folder.frame(frame_id)
+
+    def example_file(self, frame_id):
+        try:
+            return self._frame(frame_id).depth
+        except FileNotFoundError:
+            return self.root / "depth" / f"{frame_id}.png"
+
+    def missing(self, frame_id, fields):
+        try:
+            frame = self._frame(frame_id)
+        except FileNotFoundError:
+            return [self.root / "depth" / f"{frame_id}.png"]
+        paths = [self.root / "pose" / f"{frame_id}.txt"] if frame.pose is None else []
+        paths += [self.root / "label" / f"{frame_id}.npz"] if frame.label is None else []
+        paths += [self.root / "color" / f"{frame_id}.png"] if "rgb" in fields and frame.color is None else []
+        return paths
+
+    def read(self, frame_id, want):
+        from torchssc.io.scans import read_label_volume, read_scan_color, read_scan_depth, read_scan_pose
+        from torchssc.prepare.box import place_box
+        from torchssc.prepare.mapping import voxel_pixel_mapping
+        from torchssc.prepare.tsdf import compute_tsdf, depth_hits
+        from torchssc.prepare.visibility import visibility_volume
+
+        spec, folder = self.spec, self.folder
+        frame = self._frame(frame_id)
+        if frame.pose is None or frame.label is None:
+            raise FileNotFoundError(f"{frame.depth}: frame '{frame_id}' needs pose/{frame_id}.txt and "
+                                    f"label/{frame_id}.npz (layout scans)")
+        cam = folder.intrinsics
+        depth = read_scan_depth(frame.depth, cam)
+        pose = read_scan_pose(frame.pose, folder.axis_alignment)
+        label, origin = read_label_volume(frame.label, spec.grid, spec.num_classes, spec.ignore_id)
+        origin = place_box(pose, 0.0) if origin is None else origin
+        geo = dict(intrinsics=cam, voxel=spec.fine_voxel)
+        hits = depth_hits(depth, pose, origin, shape=spec.fine_grid, **geo)
+        fine = compute_tsdf(depth, pose, origin, shape=spec.fine_grid, hits=hits, **geo)
+        tsdf = downsample_mean(fine.distance, spec.fine_factor)
+        mapping = voxel_pixel_mapping(depth, pose, origin, fine_shape=spec.fine_grid, factor=spec.fine_factor,
+                                      hits=hits, **geo)
+        out = PreparedFrame(tsdf=tsdf, label_weight=compute_label_weight(label, tsdf), mapping=mapping,
+                            label=label, sketch=None, pose=pose, origin=origin, intrinsics=cam.as_array())
+        if "rgb" in want:
+            if frame.color is None:
+                raise FileNotFoundError(f"{frame.depth}: frame '{frame_id}' has no colour image (layout scans)")
+            out.rgb = read_scan_color(frame.color, cam)
+        if "depth" in want:
+            out.depth = depth
+        if "visibility" in want:
+            out.visibility = visibility_volume(fine, label, spec.fine_factor)
+        if "tsdf_fine" in want:
+            out.tsdf_fine = fine.sscnet_input()
+        return out
+
+
 LAYOUT_CLASSES: dict[str, type[Layout]] = {
+    ScansLayout.name: ScansLayout,
     EdgeNetLayout.name: EdgeNetLayout,
     NyucadTorchsscLayout.name: NyucadTorchsscLayout,
 }
