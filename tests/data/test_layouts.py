@@ -112,9 +112,7 @@ def test_edgenet_folder_is_the_split_and_inputs_are_derived(tmp_path):
         for i, j, k in itertools.product(*(range(g) for g in GRID)):
             expected[i, j, k] = dist[i * 2:i * 2 + 2, j * 2:j * 2 + 2, k * 2:k * 2 + 2].mean()
         np.testing.assert_allclose(item["tsdf"][0].numpy(), expected, atol=1e-6)
-        label = a["lbl"]
-        rule = ((label >= 1) & (label <= 2)) | (item["tsdf"][0].numpy() < -0.5)
-        np.testing.assert_array_equal(item["label_weight"].numpy(), rule.astype(np.float32))
+        np.testing.assert_array_equal(item["label_weight"].numpy(), (a["weights"] > 0).astype(np.float32))
         assert item["tsdf_fine"].shape == (1, *FINE)
 
 

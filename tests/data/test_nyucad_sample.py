@@ -54,6 +54,10 @@ def test_mapped_pixels_and_weights(nyucad_sample, nyu_release, frame_id):
     w = raw.weights.ravel() > 0
     assert int(w.sum()) == weighted
     assert int((w & (release_weight.ravel() > 0)).sum()) == also_release
+    # why they are the layout's label_weight: every occupied voxel, never one outside the room
+    (release,) = load_npz(nyu_release / "L" / f"{frame_id}.npz")
+    assert not np.any(w & (release.ravel() == 255))
+    assert np.all(w[raw.label.ravel() > 0])
 
 
 @pytest.mark.parametrize("frame_id", sorted(FACTS))

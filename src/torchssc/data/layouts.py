@@ -116,9 +116,10 @@ class EdgeNetLayout(Layout):
     A split ``s`` is the folder ``<root>/<s>`` (or ``<root>/NYUCAD<s>``) when it exists, else
     ``root`` itself when it holds npz files (the shared sample: one folder, no split list).
     Derived: the 60-grid TSDF (the block mean of the distance of the flipped fine TSDF), the
-    voxel -> pixel Mapping (from the pixel -> fine-voxel list), ``label_weight`` (the release's
-    rule on the labels and that TSDF; the file's ``weights``, its preprocessor's own selection of
-    training voxels, are not read) and SSCNet's flipped input ``tsdf_fine``.
+    voxel -> pixel Mapping (from the pixel -> fine-voxel list) and SSCNet's flipped input
+    ``tsdf_fine``. ``label_weight`` is the file's ``weights > 0`` (every occupied voxel and a
+    selection of empty ones, never one outside the room), not the release's rule: the file has 0
+    where NYU has 255, and the rule would count those voxels as empty.
     """
 
     name = "edgenet"
@@ -174,8 +175,9 @@ class EdgeNetLayout(Layout):
                                       spec.num_classes)
         tsdf = downsample_mean(distance_from_flipped(raw.tsdf), spec.fine_factor)
         mapping = mapping_from_pixel_voxels(raw.pixel_voxels, spec.fine_grid, spec.fine_factor, spec.no_pixel)
-        # the release's rule (prepare.label_weight), not the file's own 'weights' (docs/nyucad.md)
-        frame = PreparedFrame(tsdf=tsdf, label_weight=compute_label_weight(raw.label, tsdf), mapping=mapping,
+        # the file's own weights, not the release's rule: this preprocessor writes 0 where NYU has
+        # 255 (outside the room), and the rule would score those voxels as empty (docs/nyucad.md)
+        frame = PreparedFrame(tsdf=tsdf, label_weight=(raw.weights > 0).astype(np.uint8), mapping=mapping,
                               label=raw.label, sketch=None)
         if "tsdf_fine" in want:
             frame.tsdf_fine = sscnet_from_flipped(raw.tsdf, surface_from_pixel_voxels(raw.pixel_voxels,
