@@ -1,5 +1,5 @@
 """Which camera took a depthbin frame (prepare/camera_check.py), and NYUCAD-style depthbin frames
-through `torchssc prepare --dataset nyucad`: synthetic depthbin files, whose camera is known."""
+through `torchssc prepare`: synthetic depthbin files, whose camera is known."""
 
 from __future__ import annotations
 
@@ -49,11 +49,13 @@ def test_occupied_distance_matches_naive_loop():
 
 
 @pytest.mark.slow
-def test_prepare_takes_the_camera_from_the_dataset_spec(depthbin, tmp_path):
+def test_nyucad_depthbin_prepares_with_the_spec_camera_by_default(depthbin, tmp_path):
+    """`prepare` without --intrinsics uses the release camera, which is the nyucad spec's."""
+    spec = get_dataset_spec("nyucad")
+    assert (*spec.intrinsics, *spec.image_size) == tuple(RELEASE_INTRINSICS.as_array())
     out = tmp_path / "NYUCAD"
-    raw = depthbin["sscnet"].parent
-    assert main(["prepare", "--raw", str(raw), "--out", str(out), "--dataset", "nyucad", "--no-progress"]) == 0
+    raw = depthbin["release"].parent
+    assert main(["prepare", "--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
     assert (out / "test.txt").read_text().split() == ["0003"]
     (intrinsics,) = load_npz(out / "Meta" / "0003.npz", "intrinsics")
-    spec = get_dataset_spec("nyucad")
     np.testing.assert_array_equal(intrinsics, [*spec.intrinsics, *spec.image_size])

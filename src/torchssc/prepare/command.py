@@ -50,9 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera intrinsics: 'release' (the NYU release: 518.8579,519.4696,325.58,"
                              "253.74), 'sscnet' (518.8579,518.8579,320,240) or values (default: "
                              "intrinsics.json beside the frames, else 'release')")
-    parser.add_argument("--dataset", default=None, metavar="NAME|SPEC.yaml",
-                        help="take the camera from this dataset spec when --intrinsics is not given "
-                             "(e.g. nyucad: NYUCAD's rendered depth; docs/nyucad.md)")
     parser.add_argument("--fine-intrinsics", default=None, metavar="PRESET|FX,FY,CX,CY[,W,H]",
                         help="intrinsics of the --fine TSDF (default: 'sscnet' for NYU release "
                              "intrinsics, as SSCNet's data layer; the dataset's own otherwise)")
@@ -64,11 +61,6 @@ def run(args: argparse.Namespace) -> int:
         kwargs = {}
         if args.intrinsics is not None:
             kwargs["intrinsics"] = Intrinsics.parse(args.intrinsics)
-        elif args.dataset is not None:
-            from torchssc.datasets import get_dataset_spec
-
-            spec = get_dataset_spec(args.dataset)
-            kwargs["intrinsics"] = Intrinsics(*spec.intrinsics, width=spec.image_size[0], height=spec.image_size[1])
         if args.fine_intrinsics is not None:
             kwargs["fine_intrinsics"] = Intrinsics.parse(args.fine_intrinsics)
         summary = prepare_split(
