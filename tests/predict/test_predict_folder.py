@@ -1,4 +1,4 @@
-"""`torchssc predict --frames DIR` (predict/folder.py) on synthetic rooms written in ScanNet's
+"""`torchssc predict --depth DIR` (predict/folder.py) on synthetic rooms written in ScanNet's
 exporter layout (synth/scans.py): the inputs built from the folder equal those `prepare` builds
 from the same room's depthbin frame, bit for bit; the command writes one volume, picture and
 viewer per frame and finishes the others when one fails."""
@@ -105,7 +105,7 @@ def test_predict_a_folder_in_one_command_reports_a_bad_frame_and_finishes(rooms,
     shutil.copytree(scans, scan)
     Image.fromarray(np.zeros((480, 640, 3), np.uint8)).save(scan / "depth" / "3.png")  # not 16-bit depth
     out = tmp_path / "out"
-    rc = main(["predict", "--checkpoint", str(tiny_checkpoint), "--frames", str(scan), "--out", str(out),
+    rc = main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(scan), "--out", str(out),
                "--no-progress"])
     captured = capsys.readouterr()
     assert rc == 1
@@ -130,7 +130,7 @@ def test_predict_a_plain_folder_of_depth_pngs_estimates_the_pose(rooms, tiny_che
     assert folder.kind == "plain" and [f.name for f in folder.frames] == ["kitchen"]
     assert folder.frames[0].pose is None and folder.frames[0].color == plain / "kitchen_color.png"
     out = tmp_path / "out"
-    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--frames", str(plain), "--out", str(out),
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--depth", str(plain), "--out", str(out),
                  "--formats", "npy", "--no-progress"]) == 0
     assert np.load(out / "kitchen.npy").shape == (60, 36, 60)
     assert json.loads((plain / "intrinsics.json").read_text())["fx"] == NYU_INTRINSICS.fx

@@ -1,4 +1,5 @@
-"""``torchssc predict``: one RGB-D frame of your own → completed scene (.npy, renders, meshes)."""
+"""``torchssc predict``: one RGB-D frame of your own → completed scene (.npy, renders, meshes);
+``--depth DIR``: every frame of a folder (:mod:`torchssc.predict.folder`)."""
 
 from __future__ import annotations
 
@@ -12,51 +13,49 @@ from torchssc.geometry import LABEL_VOXEL, NYU_INTRINSICS, Intrinsics
 from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 
 
+FOLDER_DEFAULTS = ("npy,png,ply,glb,html", "npy,png,html")
+"""``--formats`` default for one frame, and what a folder of frames gets instead when it is not
+given (meshes are large)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--depth", help="depth image: 16-bit PNG or .npy in metres")
-    source.add_argument("--frames", metavar="DIR",
-                        help="a folder of frames: ScanNet's exporter layout (depth/ color/ pose/ "
-                             "intrinsic/intrinsic_depth.txt) or depth PNGs with one intrinsics file; "
-                             "one volume, picture and viewer per frame (docs/predict.md)")
-    parser.add_argument("--floor", type=float, default=None, metavar="METRES",
-                        help="--frames with poses: world height of the floor (default: found in each "
-                             "frame's depth; SSCNet's worlds have it at 0)")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="--frames: every N-th frame (default 1)")
+    parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
     parser.add_argument("--prior", help="2D semantic prior: an 8-bit PNG of NYU-13 ids 0..13 of the same size "
                         "(needed by the prior models, e.g. sketch_aware_ssc_prior, unet3d_prior)")
     parser.add_argument("--pose", help="camera-to-world pose: .bin (depthbin), .npy or text with 16 numbers "
                         "(default: estimate gravity, floor height and room directions from the depth)")
-    parser.add_argument("--intrinsics", type=Intrinsics.parse, default=None,
-                        help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240; "
-                             "with --frames, the folder's own camera)")
+    parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
+                        help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
+    # a folder of frames (--depth DIR): predict/folder.py, docs/predict.md
+    parser.add_argument("--floor", type=float, default=None, metavar="METRES",
+                        help="--depth DIR with poses: world height of the floor (default: found in each frame's depth)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="--depth DIR: every N-th frame (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="--depth DIR: no progress bar")
     parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
                         help="16-bit PNG encoding (auto: decided on evidence, refused when ambiguous; see docs/predict.md)")
     parser.add_argument("--out", default="prediction", help="output folder (default: ./prediction)")
     parser.add_argument("--name", default="scene", help="file stem of the outputs")
-    parser.add_argument("--formats", default=None,
-                        help="comma list of npy,png,ply,glb,html (default: all; with --frames npy,png,html)")
-    parser.add_argument("--no-progress", action="store_true", help="--frames: no progress bar")
+    parser.add_argument("--formats", default="npy,png,ply,glb,html", help="comma list of npy,png,ply,glb,html")
     parser.add_argument("--mask", default="", help="comma list of masks for the renders: frustum")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model's sampling and of RANSAC")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.depth).is_dir():  # a folder of frames: one volume, picture and viewer per frame
+        from torchssc.predict.folder import run_folder
+
+        return run_folder(args, default_formats=FOLDER_DEFAULTS, default_intrinsics=NYU_INTRINSICS)
     from torchssc.engine.checkpoint import load_model
     from torchssc.models import model_inputs
     from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
 
+    formats = [f for f in args.formats.split(",") if f]
     model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
-    if args.frames:
-        return _run_folder(args, model, state)
-    formats = [f for f in (args.formats or "npy,png,ply,glb,html").split(",") if f]
-    if args.intrinsics is None:
-        args.intrinsics = NYU_INTRINSICS
     fine = "tsdf_fine" in model_inputs(state["config"]["model"]["name"], model)
     batch, pose, origin, how = prepare_inputs(
         args.depth, rgb_path=args.rgb, prior_path=args.prior, pose_path=args.pose, intrinsics=args.intrinsics,
@@ -84,28 +83,3 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def _run_folder(args: argparse.Namespace, model, state: dict) -> int:
-    """``--frames DIR``: every frame of the folder (:mod:`torchssc.predict.folder`); exit 1 when
-    a frame failed (each reported), 0 otherwise."""
-    import sys
-
-    from tqdm import tqdm
-
-    from torchssc.io.scans import open_scan_folder
-    from torchssc.models import model_inputs
-    from torchssc.predict.folder import predict_folder
-
-    folder = open_scan_folder(args.frames, args.intrinsics)
-    formats = tuple(f for f in (args.formats or "npy,png,html").split(",") if f)
-    needs = tuple(model_inputs(state["config"]["model"]["name"], model))
-    print(f"{folder.root}: {len(folder.frames)} frame(s), {folder.kind} layout, camera {folder.intrinsics.describe()}"
-          + (", poses aligned by the scene's axisAlignment" if folder.axis_alignment is not None else ""))
-    summary = predict_folder(
-        model, folder, args.out, needs=needs, formats=formats, floor=args.floor, every=args.every, seed=args.seed,
-        progress=not args.no_progress, report=lambda line: tqdm.write(line, file=sys.stderr),
-        spec=state["config"].get("data", {}).get("dataset", "nyu"),
-    )
-    print(f"{summary.line()}; wrote {sum(len(w) for w in summary.written.values())} files to {args.out}")
-    return 1 if summary.failed else 0

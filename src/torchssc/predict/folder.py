@@ -1,4 +1,4 @@
-"""``torchssc predict --frames DIR``: every RGB-D frame of a folder (:mod:`torchssc.io.scans`).
+"""``torchssc predict --depth DIR``: every RGB-D frame of a folder (:mod:`torchssc.io.scans`).
 
 Per frame: depth (and RGB) → pose → SSC box → the model's inputs by the preparation code
 (:func:`~torchssc.predict.predict.frame_batch`) → a label volume, a picture and a viewer page.
@@ -150,6 +150,38 @@ def predict_folder(
     return summary
 
 
-def intrinsics_override(text: str | None) -> Intrinsics | None:
-    """``--intrinsics`` for a folder: None keeps the folder's own camera."""
-    return Intrinsics.parse(text) if text else None
+def run_folder(args, *, default_formats: tuple[str, str], default_intrinsics: Intrinsics) -> int:
+    """``torchssc predict --depth DIR``: every frame of the folder; exit status 1 when a frame
+    failed (each reported on stderr), 0 otherwise.
+
+    Args:
+        args: the parsed ``predict`` arguments. default_formats: ``(the --formats default, what a
+            folder gets when it was not given)``. default_intrinsics: the ``--intrinsics`` default
+            (then the folder's own camera is used).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    from torchssc.engine.checkpoint import load_model
+    from torchssc.io.scans import open_scan_folder
+    from torchssc.models import model_inputs
+
+    camera = None if args.intrinsics is default_intrinsics else args.intrinsics
+    folder = open_scan_folder(args.depth, camera)
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    text = default_formats[1] if args.formats == default_formats[0] else args.formats
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    model, state = load_model(args.checkpoint, device=args.device)  # the checkpoint's own recipe
+    needs = tuple(model_inputs(state["config"]["model"]["name"], model))
+    aligned = ", poses aligned by the scene's axisAlignment" if folder.axis_alignment is not None else ""
+    print(f"{folder.root}: {len(folder.frames)} frame(s), {folder.kind} layout, camera "
+          f"{folder.intrinsics.describe()}{aligned}")
+    summary = predict_folder(
+        model, folder, args.out, needs=needs, formats=formats, floor=args.floor, every=args.every, seed=args.seed,
+        progress=not args.no_progress, report=lambda line: tqdm.write(line, file=sys.stderr),
+        spec=state["config"].get("data", {}).get("dataset", "nyu"),
+    )
+    print(f"{summary.line()}; wrote {sum(len(w) for w in summary.written.values())} files to {args.out}")
+    return 1 if summary.failed else 0
