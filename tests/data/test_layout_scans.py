@@ -11,10 +11,10 @@ import pytest
 
 from torchssc.cli import main
 from torchssc.data import SSCDataset
+from torchssc.data.check import check_root
 from torchssc.geometry import NYU_INTRINSICS
 from torchssc.prepare.pipeline import prepare_depthbin
-from torchssc.synth.generator import generate_frame, write_synth_frame
-from torchssc.synth.scans import generate_scan_folder
+from torchssc.synth.generator import generate_frame, split_ids, write_synth_frame
 
 SPEC = """\
 # my labelled scans: NYU's classes and grid, the frames' own camera (intrinsic/)
@@ -31,9 +31,11 @@ layout: scans
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     root = tmp_path_factory.mktemp("scans")
-    split = generate_scan_folder(root / "scan", 3, seed=0, test_fraction=0.34)
+    assert main(["synth", "--layout", "scans", "--out", str(root / "scan"), "--frames", "3",
+                 "--test-fraction", "0.34", "--no-progress"]) == 0
     (root / "my_scans.yaml").write_text(SPEC)
-    return root, split
+    train, test = split_ids(3, 0, 0.34)
+    return root, {"train": train, "test": test}
 
 
 def test_labelled_scans_read_as_prepare_prepares_the_same_rooms(scans, tmp_path):
@@ -49,6 +51,20 @@ def test_labelled_scans_read_as_prepare_prepares_the_same_rooms(scans, tmp_path)
             np.testing.assert_array_equal(item[key].numpy().reshape(expected.shape), expected, err_msg=key)
         np.testing.assert_array_equal(item["origin"].numpy(), prepared.origin.astype(np.float32))
         assert item["rgb"].shape == (3, 480, 640)
+
+
+def test_check_data_reads_every_labelled_frame(scans):
+    root, split = scans
+    report = check_root(root / "scan", ("train", "test"), dataset=root / "my_scans.yaml")
+    assert report.ok and report.scenes == {"train": len(split["train"]), "test": len(split["test"])}
+    bad = root / "scan" / "label" / f"{split['test'][0]}.npz"
+    good = bad.read_bytes()
+    try:
+        np.savez(bad, labels=np.full((60, 36, 60), 40, np.uint8))
+        report = check_root(root / "scan", ("train", "test"), dataset=root / "my_scans.yaml")
+        assert list(report.bad) == [str(split["test"][0])] and "'labels'" in report.bad[str(split["test"][0])][0]
+    finally:
+        bad.write_bytes(good)
 
 
 def test_scans_refuse_what_they_do_not_carry(scans):
