@@ -49,13 +49,13 @@ def test_occupied_distance_matches_naive_loop():
 
 
 @pytest.mark.slow
-def test_nyucad_depthbin_prepares_with_the_spec_camera_by_default(depthbin, tmp_path):
-    """`prepare` without --intrinsics uses the release camera, which is the nyucad spec's."""
+def test_nyucad_depthbin_prepares_with_the_spec_camera(depthbin, tmp_path):
+    """NYUCAD's camera (docs/nyucad.md) is SSCNet's; `prepare --intrinsics sscnet` records it."""
     spec = get_dataset_spec("nyucad")
-    assert (*spec.intrinsics, *spec.image_size) == tuple(RELEASE_INTRINSICS.as_array())
+    assert (*spec.intrinsics, *spec.image_size) == tuple(SSCNET_INTRINSICS.as_array())
     out = tmp_path / "NYUCAD"
-    raw = depthbin["release"].parent
-    assert main(["prepare", "--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
+    raw = depthbin["sscnet"].parent
+    assert main(["prepare", "--raw", str(raw), "--out", str(out), "--intrinsics", "sscnet", "--no-progress"]) == 0
     assert (out / "test.txt").read_text().split() == ["0003"]
     (intrinsics,) = load_npz(out / "Meta" / "0003.npz", "intrinsics")
     np.testing.assert_array_equal(intrinsics, [*spec.intrinsics, *spec.image_size])
