@@ -36,3 +36,17 @@ def test_nyucad_recipes_are_shipped_and_read_nyucad():
 ])
 def test_which_layouts_feed_which_model(recipe, layouts):
     assert layouts_feeding(load_config(recipe)) == layouts
+
+
+def test_held_out_frames_of_a_layout_without_split_lists(tmp_path):
+    """data.val_fraction on an EdgeNet folder: the ids come from the folder's files."""
+    import numpy as np
+
+    from torchssc.engine.builders import split_train_val
+
+    for i in range(1, 6):
+        np.savez(tmp_path / f"NYU{i:04d}_0000.npz", lbl=np.zeros(1))
+    cfg = load_config("sscnet_nyucad", [f"data.dataset=nyucad_edgenet", f"data.root={tmp_path}",
+                                        "data.val_fraction=0.4"])
+    train, val = split_train_val(cfg)
+    assert len(val) == 2 and sorted(train + val) == [f"{i:04d}" for i in range(1, 6)]
