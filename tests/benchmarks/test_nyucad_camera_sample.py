@@ -4,7 +4,6 @@ sample's verdict on NYUCAD's camera (skips without ../shared/data/nyucad_sample)
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from nyucad_camera_sample import camera_fit, fit_projection, frame_pairs
 
 from torchssc.geometry import RELEASE_INTRINSICS, SSCNET_INTRINSICS

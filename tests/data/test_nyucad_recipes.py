@@ -46,7 +46,7 @@ def test_held_out_frames_of_a_layout_without_split_lists(tmp_path):
 
     for i in range(1, 6):
         np.savez(tmp_path / f"NYU{i:04d}_0000.npz", lbl=np.zeros(1))
-    cfg = load_config("sscnet_nyucad", [f"data.dataset=nyucad_edgenet", f"data.root={tmp_path}",
+    cfg = load_config("sscnet_nyucad", ["data.dataset=nyucad_edgenet", f"data.root={tmp_path}",
                                         "data.val_fraction=0.4"])
     train, val = split_train_val(cfg)
     assert len(val) == 2 and sorted(train + val) == [f"{i:04d}" for i in range(1, 6)]

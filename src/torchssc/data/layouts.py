@@ -1,4 +1,4 @@
-"""Readers of the file layouts other than torchssc's own (docs/datasets.md, "Layouts").
+"""Readers of the file layouts other than torchssc's own (docs/layouts.md, a section of docs/datasets.md).
 
 :class:`~torchssc.data.SSCDataset` reads the ``torchssc`` layout through
 :mod:`torchssc.io.prepared`; for any other ``spec.layout`` it asks :func:`open_layout` for a
@@ -32,8 +32,9 @@ import numpy as np
 from torchssc.datasets import DatasetSpec
 from torchssc.io import edgenet as edgenet_io
 from torchssc.io import nyucad_torchssc as cad_io
-from torchssc.io.prepared import OPTIONAL_KEYS, PreparedFrame, frame_paths, read_labels, read_prior, read_rgb, \
-    read_split, load_npz
+from torchssc.io.prepared import (
+    OPTIONAL_KEYS, PreparedFrame, frame_paths, load_npz, read_labels, read_prior, read_rgb, read_split,
+)
 from torchssc.prepare.derive import (
     distance_from_flipped, mapping_from_pixel_voxels, sscnet_from_flipped, surface_from_pixel_voxels,
 )

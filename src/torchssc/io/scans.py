@@ -37,6 +37,7 @@ from PIL import Image
 
 from torchssc.geometry import Intrinsics, check_pose
 from torchssc.io.depthbin import read_png16
+from torchssc.io.prepared import load_npz
 
 DEPTH_SCALE = 1000.0
 """Depth PNG units per metre (millimetres)."""
@@ -222,8 +223,6 @@ def read_label_volume(path: Path, grid: tuple[int, int, int], num_classes: int,
     Raises:
         ValueError naming the file and the key (shape, dtype, values).
     """
-    from torchssc.io.prepared import load_npz
-
     (labels,) = load_npz(path, "labels")
     if labels.shape != tuple(grid) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{path}: 'labels' must be an integer grid {tuple(grid)}, got {labels.shape} {labels.dtype}")
