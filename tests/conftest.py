@@ -1,7 +1,7 @@
 """Suite-wide test settings and the fixtures that find the real data.
 
-The real data (one raw NYU frame, ``nyu_sample/``, and the released TorchSSC-format NYU files,
-``nyu_torchssc/``) is never part of the repository. It is looked for in the folder named by the
+The real data (one raw NYU frame, ``nyu_sample/``, the released TorchSSC-format NYU files,
+``nyu_torchssc/``, and three NYUCAD scenes, ``nyucad_sample/``) is never part of the repository. It is looked for in the folder named by the
 environment variable ``TORCHSSC_DATA``, then in ``../shared/data`` beside the checkout; tests
 that need it skip, saying why, when it is in neither.
 """
@@ -53,3 +53,10 @@ def nyu_sample() -> Path:
 def nyu_release() -> Path:
     """The released TorchSSC-format NYU folder (``L/ T/ Mapping/ ...``); skips when absent."""
     return _require("nyu_torchssc")
+
+
+@pytest.fixture(scope="session")
+def nyucad_sample() -> Path:
+    """The three real NYUCAD test scenes in the EdgeNet-style npz (``NYU0358_0000.npz`` ...);
+    skips when absent."""
+    return _require("nyucad_sample")

@@ -14,10 +14,13 @@ from torchssc.io.prepared import SPLITS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", metavar="ROOT", help="prepared data folder (torchssc layout or the NYU release)")
+    parser.add_argument("root", metavar="ROOT", help="data folder (torchssc layout, the NYU release, or another layout: --dataset)")
     parser.add_argument("--splits", default=",".join(SPLITS), metavar="NAMES",
                         help="comma-separated split lists to check (default: train,test)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1: reading is the cost)")
+    parser.add_argument("--dataset", default=None, metavar="NAME|SPEC.yaml",
+                        help="the dataset spec whose layout ROOT has (default: guessed; an EdgeNet-style "
+                             "npz folder is checked as nyucad_edgenet, anything else as the torchssc layout)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -26,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     splits = tuple(s for s in args.splits.split(",") if s)
     try:
-        report = check_root(args.root, splits, workers=args.workers, progress=not args.no_progress)
+        report = check_root(args.root, splits, workers=args.workers, progress=not args.no_progress,
+                            dataset=args.dataset)
     except (FileNotFoundError, ValueError) as exc:
         print(f"torchssc check-data: error: {exc}", file=sys.stderr)
         return 2

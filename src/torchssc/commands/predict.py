@@ -1,4 +1,5 @@
-"""``torchssc predict``: one RGB-D frame of your own → completed scene (.npy, renders, meshes)."""
+"""``torchssc predict``: one RGB-D frame of your own → completed scene (.npy, renders, meshes);
+``--depth DIR``: every frame of a folder (:mod:`torchssc.predict.folder`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from torchssc.geometry import LABEL_VOXEL, NYU_INTRINSICS, Intrinsics
 from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
 
 
+FOLDER_DEFAULTS = ("npy,png,ply,glb,html", "npy,png,html")
+"""``--formats`` default for one frame, and what a folder of frames gets instead when it is not
+given (meshes are large)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
     parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres (a .npy far "
@@ -24,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: estimate gravity, floor height and room directions from the depth)")
     parser.add_argument("--intrinsics", type=Intrinsics.parse, default=NYU_INTRINSICS,
                         help="fx,fy,cx,cy[,width,height] (default: NYU's 518.8579,518.8579,320,240)")
+    # a folder of frames (--depth DIR): predict/folder.py, docs/predict.md
+    parser.add_argument("--floor", type=float, default=None, metavar="METRES",
+                        help="--depth DIR with poses: world height of the floor (default: found in each frame's depth)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="--depth DIR: every N-th frame (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="--depth DIR: no progress bar")
     parser.add_argument("--depth-encoding", default="auto", choices=("auto", "sscnet", "millimetres"),
                         help="16-bit PNG encoding (auto: decided on evidence, refused when ambiguous; see docs/predict.md)")
     parser.add_argument("--out", default="prediction", help="output folder (default: ./prediction)")
@@ -66,6 +77,10 @@ def _check_inputs(model, name: str, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.depth).is_dir():  # a folder of frames: one volume, picture and viewer per frame
+        from torchssc.predict.folder import run_folder
+
+        return run_folder(args, default_formats=FOLDER_DEFAULTS, default_intrinsics=NYU_INTRINSICS)
     from torchssc.engine.checkpoint import load_model
     from torchssc.models import model_inputs
     from torchssc.predict.predict import predict_labels, prepare_inputs

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--intrinsics", default=None,
                         help="fx,fy,cx,cy[,width,height] (default NYU: 518.8579,518.8579,320,240,640,480)")
+    parser.add_argument("--layout", choices=("depthbin", "scans"), default="depthbin",
+                        help="depthbin: NYUtrain/ NYUtest/ as SSCNet's (default); scans: one folder of "
+                             "frames in ScanNet's exporter layout (depth/ color/ pose/ intrinsic/) with a "
+                             "label volume per frame (label/), docs/datasets.md")
+    parser.add_argument("--no-labels", action="store_true", help="--layout scans: no label/ volumes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -33,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         intrinsics = Intrinsics.parse(args.intrinsics) if args.intrinsics else NYU_INTRINSICS
+        if args.layout == "scans":
+            from torchssc.synth.scans import generate_scan_folder
+
+            split = generate_scan_folder(args.out, args.frames, seed=args.seed, test_fraction=args.test_fraction,
+                                         noise=args.noise, intrinsics=intrinsics, labels=not args.no_labels,
+                                         progress=not args.no_progress)
+            print(f"{args.out}: {len(split['train'])} train, {len(split['test'])} test frames (scans layout)")
+            return 0
         split = generate_dataset(args.out, args.frames, seed=args.seed, test_fraction=args.test_fraction,
                                  noise=args.noise, workers=args.workers, intrinsics=intrinsics,
                                  progress=not args.no_progress)

@@ -179,13 +179,17 @@ def _check_one(job: tuple[str, str]) -> tuple[str, list[str]]:
 
 
 def check_root(
-    root: str | os.PathLike, splits: tuple[str, ...] = SPLITS, workers: int = 1, progress: bool = False
+    root: str | os.PathLike, splits: tuple[str, ...] = SPLITS, workers: int = 1, progress: bool = False,
+    dataset: str | os.PathLike | None = None,
 ) -> CheckReport:
     """Check every scene listed in ``<root>/<split>.txt`` for the given splits.
 
     Args:
         splits: split names whose lists must exist. workers: processes (1 = this one).
         progress: show a progress bar.
+        dataset: a dataset spec (name or YAML path) whose layout the folder has; None guesses
+            it (:func:`torchssc.data.layouts.detect_layout`). A layout other than ``torchssc``
+            is checked by its reader (:func:`check_layout`).
     Raises:
         FileNotFoundError: ``root`` or a split list is missing.
     """
@@ -194,6 +198,13 @@ def check_root(
         raise FileNotFoundError(f"{root}: no such data folder")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    from torchssc.data.layouts import detect_layout
+    from torchssc.datasets import get_dataset_spec
+
+    spec = get_dataset_spec(dataset) if dataset is not None else None
+    if spec is not None and spec.layout != "torchssc" or spec is None and detect_layout(root) != "torchssc":
+        return check_layout(root, splits, spec or get_dataset_spec(LAYOUT_DEFAULT_SPECS[detect_layout(root)]),
+                            progress=progress)
     report = CheckReport(root=root)
     ids: list[str] = []
     for split in splits:
@@ -216,4 +227,30 @@ def check_root(
                     if problems:
                         report.bad[frame_id] = problems
                     bar.update(1)
+    return report
+
+
+LAYOUT_DEFAULT_SPECS = {"edgenet": "nyucad_edgenet"}
+"""The spec a detected layout is checked with when ``check-data`` is given none."""
+
+
+def check_layout(root: Path, splits: tuple[str, ...], spec, progress: bool = False) -> CheckReport:
+    """Check every scene of a folder in another layout (:mod:`torchssc.data.layouts`): each frame
+    is read as training would read it (every file, key, shape, dtype and range checked). A
+    layout without split lists (``edgenet``) has one split, its folder."""
+    from tqdm import tqdm
+
+    from torchssc.data.layouts import open_layout
+
+    layout = open_layout(spec, root)
+    report = CheckReport(root=root)
+    scenes = layout.scenes(splits)
+    ids: list[str] = []
+    for split, listed in scenes.items():
+        report.scenes[split] = len(listed)
+        ids += [i for i in listed if i not in ids]
+    for frame_id in tqdm(ids, desc="check-data", unit="scene", disable=not progress):
+        problems = layout.check_scene(frame_id)
+        if problems:
+            report.bad[frame_id] = problems
     return report

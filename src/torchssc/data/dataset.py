@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from torchssc.data.layouts import open_layout
 from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.prepared import BASE_KEYS, OPTIONAL_KEYS, REQUIRED, frame_paths, read_frame, read_split
 from torchssc.prepare.sketch import sketch_from_labels
@@ -118,9 +119,11 @@ class SSCDataset(Dataset):
     ):
         self.root = Path(root)
         self.spec = get_dataset_spec(spec)
+        # any layout but torchssc's own is read by its reader (data/layouts.py, docs/datasets.md)
+        self.layout = None if self.spec.layout == "torchssc" else open_layout(self.spec, self.root)
         if isinstance(split, str):
             self.split_name: str | None = str(split)
-            self.ids = read_split(self.root, str(split))
+            self.ids = read_split(self.root, str(split)) if self.layout is None else self.layout.ids(str(split))
         else:
             self.split_name = None
             self.ids = [f"{int(i):04d}" if isinstance(i, (int, np.integer)) else str(i) for i in split]
@@ -133,8 +136,13 @@ class SSCDataset(Dataset):
             raise ValueError(f"unknown batch key(s) {unknown}; known: {', '.join(BASE_KEYS + tuple(OPTIONAL_KEYS))}")
         self.keys = tuple(k for k in OPTIONAL_KEYS if k in readers)
         files = {OPTIONAL_KEYS[k][0]: k for k in reversed(self.keys)}  # file field -> first key reading it
-        self._check_files(files, readers)
         self.files = frozenset(files)
+        if self.layout is not None:
+            what = f"split '{self.split_name}'" if self.split_name else f"{len(self.ids)} listed frame(s)"
+            self.layout.check_files(self.ids, files, readers, what)
+            self.has_meta = self.layout.has_meta
+            return
+        self._check_files(files, readers)
         self.has_meta = "meta" in self.files or all(
             frame_paths(self.root, i)["meta"].is_file() for i in self.ids)
 
@@ -165,7 +173,7 @@ class SSCDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         frame_id = self.ids[index]
         want = self.files
-        frame = read_frame(
+        frame = self.layout.read(frame_id, want) if self.layout is not None else read_frame(
             self.root, frame_id, rgb="rgb" in want, fine="tsdf_fine" in want, visibility="visibility" in want,
             depth="depth" in want, prior="prior" in want, forknet="forknet" in want,
             fine_labels="label_fine" in want, spec=self.spec,

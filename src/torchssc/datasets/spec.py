@@ -25,9 +25,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-LAYOUTS = ("torchssc",)
-"""File layouts a spec may name (docs/datasets.md): ``torchssc`` is the prepared TorchSSC
-layout, the released NYU files (``L/``, ``T/``) included."""
+LAYOUTS = ("torchssc", "edgenet", "nyucad_torchssc", "scans")
+"""File layouts a spec may name (docs/layouts.md): ``torchssc`` is the prepared
+TorchSSC layout, the released NYU files (``L/``, ``T/``) included; ``edgenet`` the EdgeNet-style
+npz (one file a frame, the folder is the split); ``nyucad_torchssc`` the TorchSSC-lineage NYUCAD
+folders (``NYUCAD/<split>/TSDF_lr``, ``mapping``) with NYU's labels; ``scans`` a folder of RGB-D
+frames with poses, intrinsics and a label volume per frame (:mod:`torchssc.io.scans`). Readers:
+:mod:`torchssc.data.layouts`."""
 
 FIELDS = ("name", "description", "classes", "palette", "ignore_id", "ignore_color", "label_map",
           "class_weights", "grid", "voxel_size", "fine_factor", "intrinsics", "image_size", "layout")

@@ -98,6 +98,17 @@ def _root(cfg: dict) -> str:
     return str(root)
 
 
+def _split_ids(cfg: dict, split: str) -> list[str]:
+    """The frame ids of a split name in the dataset's layout (``<root>/<split>.txt`` for torchssc's;
+    another layout lists its own, e.g. the files of an EdgeNet folder: data/layouts.py)."""
+    spec = dataset_spec(cfg)
+    if spec.layout == "torchssc":
+        return read_split(_root(cfg), split)
+    from torchssc.data.layouts import open_layout
+
+    return open_layout(spec, _root(cfg)).ids(split)
+
+
 def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]:
     """The training and validation frame lists of a recipe.
 
@@ -111,7 +122,7 @@ def split_train_val(cfg: dict) -> tuple[str | list[str], str | list[str] | None]
         return data["train_split"], data["val_split"]
     if data["val_fraction"] <= 0:
         return data["train_split"], None
-    ids = read_split(_root(cfg), data["train_split"])
+    ids = _split_ids(cfg, data["train_split"])
     n_val = max(1, int(round(len(ids) * data["val_fraction"])))
     if n_val >= len(ids):
         raise ValueError(f"data.val_fraction={data['val_fraction']} leaves no training frames out of {len(ids)}")
