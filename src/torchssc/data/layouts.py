@@ -1,4 +1,4 @@
-"""Readers of the file layouts other than torchssc's own (docs/layouts.md, a section of docs/datasets.md).
+"""Readers of the file layouts other than torchssc's own (docs/datasets.md, "Layouts").
 
 :class:`~torchssc.data.SSCDataset` reads the ``torchssc`` layout through
 :mod:`torchssc.io.prepared`; for any other ``spec.layout`` it asks :func:`open_layout` for a

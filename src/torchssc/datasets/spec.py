@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 LAYOUTS = ("torchssc", "edgenet", "nyucad_torchssc", "scans")
-"""File layouts a spec may name (docs/layouts.md): ``torchssc`` is the prepared
+"""File layouts a spec may name (docs/datasets.md#layouts): ``torchssc`` is the prepared
 TorchSSC layout, the released NYU files (``L/``, ``T/``) included; ``edgenet`` the EdgeNet-style
 npz (one file a frame, the folder is the split); ``nyucad_torchssc`` the TorchSSC-lineage NYUCAD
 folders (``NYUCAD/<split>/TSDF_lr``, ``mapping``) with NYU's labels; ``scans`` a folder of RGB-D
