@@ -320,3 +320,20 @@ def test_intrinsics_come_from_the_dataset(tmp_path, monkeypatch):
     (raw / "intrinsics.json").write_text("{not json")
     rc, _, err = _cli("--raw", raw, "--out", tmp_path / "d")
     assert rc == 2 and "intrinsics.json: not a valid intrinsics file" in err
+
+
+def test_dataset_spec_gives_the_camera_when_none_is_given(tmp_path):
+    """``prepare --dataset nyucad`` uses the spec's camera (SSCNet's) when neither --intrinsics nor
+    an intrinsics.json says otherwise; NYU keeps the release camera."""
+    from torchssc.prepare.runner import prepare_split
+    from torchssc.synth.generator import generate_dataset
+
+    raw = tmp_path / "raw"
+    generate_dataset(raw, frames=1, test_fraction=0.0, seed=3, progress=False)
+    (raw / "NYUtrain" / "intrinsics.json").unlink()
+    summary = prepare_split(raw / "NYUtrain", tmp_path / "cad", dataset="nyucad", progress=False)
+    assert summary.intrinsics_source == "dataset nyucad"
+    assert (summary.intrinsics.fx, summary.intrinsics.fy, summary.intrinsics.cx, summary.intrinsics.cy) == (
+        518.8579, 518.8579, 320.0, 240.0)
+    summary = prepare_split(raw / "NYUtrain", tmp_path / "nyu", progress=False)
+    assert summary.intrinsics_source == "default" and summary.intrinsics.cx == 325.58

@@ -268,7 +268,8 @@ def prepare_split(
             whose label map and classes turn the raw labels into the label grid (NYU36 -> 11).
         tie_rule: downsampling tie rule, ``"default"`` (smallest class) or ``"sscnet"``.
         intrinsics: camera intrinsics of the depth (and RGB) images; None = those recorded in
-            ``<raw_dir>/intrinsics.json`` (``torchssc synth`` writes it), else the NYU release
+            ``<raw_dir>/intrinsics.json`` (``torchssc synth`` writes it), else the ``dataset``
+            spec's camera (``nyucad``: SSCNet's; docs/nyucad.md), else the NYU release
             convention (:data:`~torchssc.geometry.RELEASE_INTRINSICS`).
         fine_intrinsics: intrinsics of the fine flipped TSDF; None = SSCNet's camera for NYU
             (release intrinsics), the dataset's own otherwise
@@ -306,6 +307,10 @@ def prepare_split(
     if intrinsics is None:
         intrinsics = read_intrinsics_file(raw_dir)
         source = str(raw_dir / "intrinsics.json") if intrinsics is not None else "default"
+        if intrinsics is None and dataset != "nyu":  # the dataset spec's camera (NYU's is the default)
+            spec = get_dataset_spec(dataset)
+            intrinsics = Intrinsics(*spec.intrinsics, width=spec.image_size[0], height=spec.image_size[1])
+            source = f"dataset {spec.name}"
         intrinsics = intrinsics or RELEASE_INTRINSICS
     rgb_dir = Path(rgb_dir) if rgb_dir is not None else None
     if rgb_dir is not None and not rgb_dir.is_dir():
