@@ -129,6 +129,62 @@ def _ordered_terms(losses: dict) -> list[str]:
     return ["total"] + sorted(k for k in losses if k != "total")
 
 
+def check_finite(names: list[str], values: torch.Tensor, ctx: EpochContext, *, iteration: int, epoch: int) -> None:
+    """Raise :class:`NonFiniteLossError` when a process-averaged loss term is NaN/inf (every rank
+    sees the same ``values``, so every rank stops at the same step, before its backward pass)."""
+    if bool(torch.isfinite(values).all()):
+        return
+    bad = [n for n, v in zip(names, values.tolist()) if not math.isfinite(v)]
+    term = next((n for n in bad if n != "total"), bad[0])
+    where = f"{ctx.last_good}" if ctx.last_good is not None else "none written yet"
+    raise NonFiniteLossError(
+        f"non-finite loss at iteration {iteration + 1} (epoch {epoch + 1}): term {term!r} = "
+        f"{values[names.index(term)].item()} (non-finite terms: {bad}); stopping. "
+        f"The last good checkpoint is untouched: {where}"
+    )
+
+
+class StepMeter:
+    """The epoch's bookkeeping: per-term sums, a TensorBoard window every ``ctx.log_every`` steps
+    and the progress bar (rank 0)."""
+
+    def __init__(self, ctx: EpochContext, *, epoch: int, num_iters: int) -> None:
+        self.ctx, self.num_iters = ctx, num_iters
+        self.names: list[str] | None = None
+        self.sums: torch.Tensor | None = None
+        self.window: torch.Tensor | None = None
+        self.done = self.window_n = 0
+        self.t0 = self.window_t0 = time.perf_counter()
+        self.bar = tqdm(total=num_iters, desc=f"epoch {epoch + 1}/{ctx.epochs}",
+                        disable=not (ctx.is_main and ctx.progress), dynamic_ncols=True, leave=False)
+
+    def update(self, values: torch.Tensor, lr: float, iteration: int) -> None:
+        """One finished step: ``values`` ``(T,)`` process-averaged terms (in ``self.names`` order)."""
+        values = values.cpu()
+        self.sums = values.clone() if self.sums is None else self.sums + values
+        self.window = values.clone() if self.window is None else self.window + values
+        self.done += 1
+        self.window_n += 1
+        self.bar.update(1)
+        if self.ctx.is_main and self.ctx.progress:
+            self.bar.set_postfix(loss=f"{values[0].item():.4f}", lr=f"{lr:.3g}", refresh=False)
+        if self.window_n == self.ctx.log_every or self.done == self.num_iters:
+            elapsed = time.perf_counter() - self.window_t0
+            if self.ctx.log is not None:
+                means = dict(zip(self.names, (self.window / self.window_n).tolist()))
+                speed = self.ctx.global_batch * self.window_n / max(elapsed, 1e-9)
+                self.ctx.log.scalars("train", {**means, "lr": lr, "samples_per_s": speed}, iteration)
+            self.window, self.window_n, self.window_t0 = None, 0, time.perf_counter()
+
+    def close(self, iteration: int, lr: float) -> dict:
+        """The epoch's summary (see :func:`train_one_epoch`)."""
+        self.bar.close()
+        elapsed = time.perf_counter() - self.t0
+        terms = {} if self.sums is None else {n: v / self.done for n, v in zip(self.names, self.sums.tolist())}
+        return {"iteration": iteration, "terms": terms, "lr": lr, "time_s": elapsed,
+                "samples_per_s": self.ctx.global_batch * self.done / max(elapsed, 1e-9), "iters": self.done}
+
+
 def train_one_epoch(
     model: nn.Module,
     loss_fn: Callable[[dict, dict], dict],
@@ -156,39 +212,18 @@ def train_one_epoch(
         NonFiniteLossError: a term is NaN/inf (on any process), before its backward pass.
     """
     model.train()
-    names: list[str] | None = None
-    sums: torch.Tensor | None = None
-    window: torch.Tensor | None = None
-    window_n, window_t0 = 0, time.perf_counter()
-    t0 = time.perf_counter()
+    meter = StepMeter(ctx, epoch=epoch, num_iters=num_iters)
     lr = optimizer.param_groups[0]["lr"]
-    done = 0
-    bar = tqdm(
-        total=num_iters,
-        desc=f"epoch {epoch + 1}/{ctx.epochs}",
-        disable=not (ctx.is_main and ctx.progress),
-        dynamic_ncols=True,
-        leave=False,
-    )
     for batch in loader:
         batch = move_to_device(batch, ctx.device)
         extra = ctx.step.discriminator_step(batch) if ctx.step is not None else {}  # AMMNet: its D update first
         with autocast(ctx.amp, ctx.device):
             outputs = model(batch)
             losses = {**extra, **loss_fn(outputs, batch)}
-        if names is None:
-            names = _ordered_terms(losses)
+        meter.names = meter.names or _ordered_terms(losses)
         # process-averaged values: for logging, and so that every rank sees a bad term at once
-        values = all_reduce_mean(torch.stack([losses[k].detach().float().reshape(()) for k in names]))
-        if not bool(torch.isfinite(values).all()):
-            bad = [n for n, v in zip(names, values.tolist()) if not math.isfinite(v)]
-            term = next((n for n in bad if n != "total"), bad[0])
-            where = f"{ctx.last_good}" if ctx.last_good is not None else "none written yet"
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {iteration + 1} (epoch {epoch + 1}): term {term!r} = "
-                f"{values[names.index(term)].item()} (non-finite terms: {bad}); stopping. "
-                f"The last good checkpoint is untouched: {where}"
-            )
+        values = all_reduce_mean(torch.stack([losses[k].detach().float().reshape(()) for k in meter.names]))
+        check_finite(meter.names, values, ctx, iteration=iteration, epoch=epoch)
         lr = optimizer.param_groups[0]["lr"]
         if ctx.step is not None:  # backward, clip, step, zero_grad(set_to_none=False): the loss's own rules
             ctx.step.generator_step(losses["total"])
@@ -199,34 +234,10 @@ def train_one_epoch(
             scaler.update()
         scheduler.step()
         iteration += 1
-        done += 1
-        values = values.cpu()
-        sums = values.clone() if sums is None else sums + values
-        window = values.clone() if window is None else window + values
-        window_n += 1
-        bar.update(1)
-        if ctx.is_main and ctx.progress:
-            bar.set_postfix(loss=f"{values[0].item():.4f}", lr=f"{lr:.3g}", refresh=False)
-        if window_n == ctx.log_every or done == num_iters:
-            elapsed = time.perf_counter() - window_t0
-            if ctx.log is not None:
-                means = dict(zip(names, (window / window_n).tolist()))
-                speed = ctx.global_batch * window_n / max(elapsed, 1e-9)
-                ctx.log.scalars("train", {**means, "lr": lr, "samples_per_s": speed}, iteration)
-            window, window_n, window_t0 = None, 0, time.perf_counter()
-        if done == num_iters:
+        meter.update(values, lr, iteration)
+        if meter.done == num_iters:
             break  # before fetching another batch
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    terms = {} if sums is None else {n: v / done for n, v in zip(names, sums.tolist())}
-    return {
-        "iteration": iteration,
-        "terms": terms,
-        "lr": lr,
-        "time_s": elapsed,
-        "samples_per_s": ctx.global_batch * done / max(elapsed, 1e-9),
-        "iters": done,
-    }
+    return meter.close(iteration, lr)
 
 
 # ------------------------------------------------------------------------------------------
