@@ -16,6 +16,7 @@ from PIL import Image
 
 from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.prepared import PreparedFrame, frame_paths, write_frame, write_split
+from torchssc.prepare.label_weight import label_weight
 from torchssc.prepare.sketch import sketch_from_labels
 
 TOY_YAML = """\
@@ -75,7 +76,7 @@ def toy_frame(spec: DatasetSpec, seed: int) -> PreparedFrame:
     label = toy_labels(spec, rng)
     occupied = (label > 0) & (label != 255)
     tsdf = np.where(occupied, -0.8, 0.6).astype(np.float32) + rng.normal(0, 0.05, spec.grid).astype(np.float32)
-    weight = ((label != 0) | (tsdf < -0.5)).astype(np.uint8)
+    weight = label_weight(label, tsdf)  # the release's rule, as the data doctor checks it
     w, h = spec.image_size
     mapping = np.where(rng.random(spec.grid_numel) < 0.2, rng.integers(0, w * h, spec.grid_numel), w * h)
     pose, origin, intrinsics = camera(spec)

@@ -32,7 +32,7 @@ def toy(tmp_path_factory):
     recipe = base / "unet3d_prior_toy.yaml"  # checklist 3: a recipe, one short file
     recipe.write_text(yaml.safe_dump({
         "compose": ["model/unet3d_prior", "schedule/adamw_linear"],
-        "data": {"dataset": str(spec), "root": str(root), "num_workers": 0},
+        "data": {"dataset": str(spec), "root": str(root), "num_workers": 0, "check": True},
         "model": {"kwargs": {"channels": [8, 8, 8]}},
         "train": {"epochs": 2, "iters_per_epoch": 2, "global_batch": 2, "device": "cpu", "progress": False},
         "run": {"dir": str(base / "runs"), "name": "toy"},
@@ -42,7 +42,8 @@ def toy(tmp_path_factory):
 
 def test_train_eval_viz_from_one_yaml(toy, capsys):
     base, spec, root, recipe = toy
-    assert cli_main(["train", str(recipe)]) == 0
+    assert cli_main(["check-data", str(root), "--dataset", str(spec)]) == 0  # the data doctor knows its grid
+    assert cli_main(["train", str(recipe)]) == 0  # (data.check: the doctor again, before the first step)
     run = base / "runs" / "toy"
     assert (run / "checkpoints").is_dir() or any(run.rglob("*.pt"))
     capsys.readouterr()

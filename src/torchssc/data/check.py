@@ -26,24 +26,25 @@ from pathlib import Path
 
 import numpy as np
 
-from torchssc.geometry import LABEL_NUMEL, LABEL_SHAPE, NUM_CLASSES
+from torchssc.datasets import DatasetSpec, get_dataset_spec
 from torchssc.io.prepared import SPLITS, frame_paths, load_npz, read_prior, read_split
-from torchssc.prepare.label_weight import OCCLUDED_BELOW
+from torchssc.prepare.label_weight import label_weight
 
 
 class _Bad(Exception):
     """A problem with one file: ``str`` is ``"<path>: <what>"``."""
 
 
-def _values(path: Path, key: str = "arr_0", array: np.ndarray | None = None) -> np.ndarray:
-    """The flat values of one array, checked to be 129,600 of them."""
+def _values(path: Path, grid: tuple[int, ...], key: str = "arr_0", array: np.ndarray | None = None) -> np.ndarray:
+    """The flat values of one array, checked to be one per voxel of ``grid`` (129,600 for NYU)."""
     if array is None:
         try:
             (array,) = load_npz(path, key)
         except (FileNotFoundError, ValueError) as exc:
             raise _Bad(str(exc)) from None
-    if array.size != LABEL_NUMEL or array.shape not in ((LABEL_NUMEL,), LABEL_SHAPE):
-        raise _Bad(f"{path}: {key} has shape {array.shape}, expected ({LABEL_NUMEL},) or {LABEL_SHAPE}")
+    numel = int(np.prod(grid))
+    if array.size != numel or array.shape not in ((numel,), tuple(grid)):
+        raise _Bad(f"{path}: {key} has shape {array.shape}, expected ({numel},) or {tuple(grid)}")
     return array.reshape(-1)
 
 
@@ -53,12 +54,12 @@ def _need_dtype(path: Path, key: str, array: np.ndarray, kind: str) -> None:
         raise _Bad(f"{path}: {key} must be {kind}, got dtype {array.dtype}")
 
 
-def _check_tsdf(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _check_tsdf(path: Path, grid: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     try:
         tsdf, weight = load_npz(path, "arr_0", "arr_1")
     except (FileNotFoundError, ValueError) as exc:
         raise _Bad(str(exc)) from None
-    tsdf, weight = _values(path, "arr_0", tsdf), _values(path, "arr_1", weight)
+    tsdf, weight = _values(path, grid, "arr_0", tsdf), _values(path, grid, "arr_1", weight)
     _need_dtype(path, "arr_0 (TSDF)", tsdf, "floating-point")
     if not np.all(np.isfinite(tsdf)):
         raise _Bad(f"{path}: arr_0 (TSDF) has {int((~np.isfinite(tsdf)).sum())} non-finite values")
@@ -70,31 +71,31 @@ def _check_tsdf(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return tsdf, weight
 
 
-def _check_labels(path: Path) -> np.ndarray:
-    label = _values(path)
+def _check_labels(path: Path, grid: tuple[int, ...], num_classes: int) -> np.ndarray:
+    label = _values(path, grid)
     _need_dtype(path, "arr_0 (labels)", label, "integer")
-    bad = (label < 0) | ((label >= NUM_CLASSES) & (label != 255))
+    bad = (label < 0) | ((label >= num_classes) & (label != 255))
     if bad.any():
-        raise _Bad(f"{path}: labels must be 0..11 or 255, found {np.unique(label[bad])[:5].tolist()} "
+        raise _Bad(f"{path}: labels must be 0..{num_classes - 1} or 255, found {np.unique(label[bad])[:5].tolist()} "
                    f"on {int(bad.sum())} voxels")
     return label
 
 
-def _check_mapping(path: Path, num_pixels: int) -> None:
-    mapping = _values(path)
+def _check_mapping(path: Path, grid: tuple[int, ...], num_pixels: int) -> None:
+    mapping = _values(path, grid)
     _need_dtype(path, "arr_0 (mapping)", mapping, "integer")
     if mapping.min() < 0 or mapping.max() > num_pixels:
         raise _Bad(f"{path}: mapping must be in 0..{num_pixels} ({num_pixels} = no pixel), "
                    f"found {int(mapping.min())}..{int(mapping.max())}")
 
 
-def _check_sketch(path: Path) -> None:
+def _check_sketch(path: Path, grid: tuple[int, ...]) -> None:
     if path.is_file():
         try:
             sketch = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise _Bad(f"{path}: unreadable npy ({exc})") from None
-        sketch = _values(path, "sketch", sketch)
+        sketch = _values(path, grid, "sketch", sketch)
         if not np.all((sketch == 0) | (sketch == 1)):
             raise _Bad(f"{path}: sketch must be 0 or 1")
 
@@ -113,14 +114,17 @@ def _check_prior(path: Path, image_size: tuple[int, int]) -> None:
         raise _Bad(str(exc)) from None
 
 
-def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
+def check_scene(root: str | os.PathLike, frame_id: str, spec: DatasetSpec | str = "nyu") -> list[str]:
     """Problems of one scene, each ``"<path>: <what is wrong>"``; empty when the scene is clean.
 
     Every file is checked even after a problem is found in another, so one run names them all.
+    ``spec``: the dataset (its grid, classes and image size; NYU's by default).
     """
+    spec = get_dataset_spec(spec)
+    grid = spec.grid
     paths = frame_paths(root, frame_id)
     problems: list[str] = []
-    image_size, num_pixels = (480, 640), 480 * 640
+    image_size, num_pixels = spec.image_size[::-1], spec.no_pixel
     if paths["meta"].is_file():
         try:
             (intrinsics,) = load_npz(paths["meta"], "intrinsics")
@@ -130,10 +134,10 @@ def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
             problems.append(f"{paths['meta']}: {exc}")
     tsdf = weight = label = None
     for name, check in (
-        ("tsdf", lambda: _check_tsdf(paths["tsdf"])),
-        ("label", lambda: _check_labels(paths["label"])),
-        ("mapping", lambda: _check_mapping(paths["mapping"], num_pixels)),
-        ("sketch", lambda: _check_sketch(paths["sketch"])),
+        ("tsdf", lambda: _check_tsdf(paths["tsdf"], grid)),
+        ("label", lambda: _check_labels(paths["label"], grid, spec.num_classes)),
+        ("mapping", lambda: _check_mapping(paths["mapping"], grid, num_pixels)),
+        ("sketch", lambda: _check_sketch(paths["sketch"], grid)),
         ("prior", lambda: _check_prior(paths["prior"], image_size)),
     ):
         try:
@@ -146,11 +150,11 @@ def check_scene(root: str | os.PathLike, frame_id: str) -> list[str]:
         elif name == "label":
             label = result
     if tsdf is not None and label is not None:
-        rule = ((label >= 1) & (label <= 11)) | (tsdf < OCCLUDED_BELOW)
+        rule = label_weight(label, tsdf).astype(bool)
         broken = int((rule != (weight > 0)).sum())
         if broken:
             problems.append(f"{paths['tsdf']}: arr_1 (label_weight) breaks the rule (1 where the label is "
-                            f"1..11 or the TSDF < -0.5) on {broken} voxels")
+                            f"a class, 1..{spec.num_classes - 1}, or the TSDF < -0.5) on {broken} voxels")
     return problems
 
 
@@ -173,9 +177,9 @@ class CheckReport:
         return f"{self.root}: {total} scenes checked ({splits}): {verdict}"
 
 
-def _check_one(job: tuple[str, str]) -> tuple[str, list[str]]:
-    root, frame_id = job
-    return frame_id, check_scene(root, frame_id)
+def _check_one(job: tuple[str, str, DatasetSpec]) -> tuple[str, list[str]]:
+    root, frame_id, spec = job
+    return frame_id, check_scene(root, frame_id, spec)
 
 
 def check_root(
@@ -211,7 +215,7 @@ def check_root(
         listed = read_split(root, split)
         report.scenes[split] = len(listed)
         ids += [i for i in listed if i not in ids]
-    jobs = [(str(root), frame_id) for frame_id in ids]
+    jobs = [(str(root), frame_id, spec or get_dataset_spec("nyu")) for frame_id in ids]
     from tqdm import tqdm
 
     with tqdm(total=len(jobs), desc="check-data", unit="scene", disable=not progress) as bar:

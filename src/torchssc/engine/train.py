@@ -393,7 +393,7 @@ def _check_data(train_set: Dataset, val_set: Dataset | None, info: DistInfo) -> 
         started = time.perf_counter()
         ids = list(dict.fromkeys([*train_set.ids, *(val_set.ids if val_set is not None else [])]))
         layout = getattr(train_set, "layout", None)  # another layout checks its own files (data/layouts.py)
-        check = layout.check_scene if layout is not None else (lambda frame_id: check_scene(train_set.root, frame_id))
+        check = layout.check_scene if layout is not None else (lambda frame_id: check_scene(train_set.root, frame_id, train_set.spec))
         bad = {frame_id: problems for frame_id in ids if (problems := check(frame_id))}
         if bad:
             first_id, problems = next(iter(bad.items()))
