@@ -171,8 +171,10 @@ def test_recipes_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
     # a file of the same name in the current folder is a path, and wins
     own = _write(tmp_path, {"optim": {"lr": 0.5}}, "sketch_aware_ssc_nyu.yaml")
     assert find_recipe("sketch_aware_ssc_nyu.yaml").resolve() == own
-    with pytest.raises(FileNotFoundError, match="nope.*recipes: .*sketch_aware_ssc_nyu"):
+    with pytest.raises(FileNotFoundError, match=r"nope: .*torchssc list recipes shows the \d+ shipped ones"):
         find_recipe("nope")
+    with pytest.raises(FileNotFoundError, match="did you mean sketch_aware_ssc_nyu"):
+        find_recipe("sketch_awar_ssc_nyu")
     with pytest.raises(FileNotFoundError, match="no such config file"):
         find_recipe(tmp_path / "missing" / "sketch_aware_ssc_nyu.yaml")  # a path is never a name
 

@@ -344,7 +344,8 @@ def find_recipe(name_or_path: str | os.PathLike) -> Path:
     ``torchssc/configs/sketch_aware_ssc_nyu.yaml``; an existing file is returned as given.
 
     Raises:
-        FileNotFoundError: neither an existing file nor a shipped recipe (the names are listed).
+        FileNotFoundError: neither an existing file nor a shipped recipe (the nearest names are
+            suggested).
     """
     path = Path(name_or_path)
     if path.is_file():
@@ -353,8 +354,11 @@ def find_recipe(name_or_path: str | os.PathLike) -> Path:
         shipped = recipes_dir() / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
         if shipped.is_file():
             return shipped
+    near = difflib.get_close_matches(path.stem, list_recipes(), n=3)
+    hint = f"did you mean {', '.join(near)}? " if near else ""
     raise FileNotFoundError(
-        f"{path}: no such config file, nor a shipped recipe (recipes: {', '.join(list_recipes())})"
+        f"{path}: no such config file, nor a shipped recipe ({hint}torchssc list recipes shows the "
+        f"{len(list_recipes())} shipped ones)"
     )
 
 
