@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("torchssc.synth.command", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.engine.train_command", "train a model from a YAML recipe (torchrun for several processes)"),
     "eval": ("torchssc.engine.eval_command", "evaluate checkpoints under a named protocol"),
+    "plan": ("torchssc.engine.plan_command", "a recipe's parameters, FLOPs and GPU memory per batch size, before training"),
     "predict": ("torchssc.predict.command", "complete the scene of one RGB-D frame of your own"),
     "viz": ("torchssc.viz.command", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
 }
