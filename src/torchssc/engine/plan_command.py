@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-mem", metavar="SIZE", default=None, help="say which batch fits this memory, e.g. 24GB")
     parser.add_argument("--max-batch", type=int, default=16, help="the largest batch in the table (default 16)")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the measured costs as JSON")
+    parser.add_argument("--measure-batch", type=int, default=2, help="the batch of the measured CPU step (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,8 +26,11 @@ def run(args: argparse.Namespace) -> int:
     gpu = parse_bytes(args.gpu_mem) if args.gpu_mem else None
     if args.max_batch < 1:
         raise ValueError(f"--max-batch {args.max_batch}: expected a positive integer")
-    print(f"measuring one training step of {cfg['model']['name']} at batch 1 on the CPU ...", flush=True)
-    cost = measure_step(cfg)
+    if args.measure_batch < 1:
+        raise ValueError(f"--measure-batch {args.measure_batch}: expected a positive integer")
+    print(f"measuring one training step of {cfg['model']['name']} at batch {args.measure_batch} on the CPU ...",
+          flush=True)
+    cost = measure_step(cfg, batch_size=args.measure_batch)
     print(plan_report(cost, gpu_bytes=gpu, max_batch=args.max_batch))
     if args.json:
         with atomic_path(args.json) as tmp:
