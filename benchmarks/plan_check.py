@@ -14,11 +14,11 @@ import sys
 import time
 
 from torchssc.config import load_config
-from torchssc.engine.plan import estimate_bytes, measure_step, measured_step_bytes
+from torchssc.engine.plan import estimate_bytes, measure_step, measured_step_bytes, recipe_variant
 
 CONFIGS = [
-    ("unet3d_prior_nyu_cpu", [], None, (4,)),
-    ("sketch_aware_ssc_prior_nyu_cpu", [], None, (4,)),
+    ("unet3d_prior_nyu_cpu", [], (4,)),
+    ("sketch_aware_ssc_prior_nyu_cpu", [], (4,)),
 ]
 
 
@@ -26,14 +26,14 @@ def main() -> None:
     configs = CONFIGS[:1] if "--quick" in sys.argv else CONFIGS
     print("| recipe (overrides) | variant | batch | estimate (MiB) | measured (MiB) | error |")
     print("|---|---|---|---|---|---|")
-    for recipe, overrides, variant, batches in configs:
+    for recipe, overrides, batches in configs:
         cfg = load_config(recipe, overrides)
         t0 = time.perf_counter()
         cost = measure_step(cfg)
-        v = variant or next(iter(cost.saved_bytes_per_sample))
+        v = recipe_variant(cost)
         for b in batches:
             est = estimate_bytes(cost, b, variant=v)
-            got = measured_step_bytes(cfg, b, variant=variant)
+            got = measured_step_bytes(cfg, b)
             name = f"{recipe} ({' '.join(overrides)})" if overrides else recipe
             print(f"| {name} | {v} | {b} | {est / 2**20:.0f} | {got / 2**20:.0f} | {(est - got) / got:+.1%} |",
                   flush=True)

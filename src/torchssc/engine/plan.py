@@ -147,17 +147,22 @@ def _saved_bytes(step, exclude: set[int]) -> tuple[object, int]:
     return out, sum(seen.values())
 
 
-def _has_recompute(cfg: dict) -> bool:
-    """Whether the recipe's model takes ``recompute_activations`` (built on the meta device)."""
+def _recompute_support(cfg: dict) -> tuple[bool, bool]:
+    """``(has the option, on in this recipe)``: whether the recipe's model takes
+    ``recompute_activations``, and whether the model the recipe builds recomputes (built on the
+    meta device)."""
     from torchssc.engine.builders import build_model
 
-    kwargs = {**cfg["model"]["kwargs"], "recompute_activations": False}
-    try:
+    def build(kwargs: dict) -> nn.Module:
         with torch.device("meta"):
-            build_model(_without_weights_file({**cfg, "model": {**cfg["model"], "kwargs": kwargs}}))
+            return build_model(_without_weights_file({**cfg, "model": {**cfg["model"], "kwargs": kwargs}}))
+
+    try:
+        build({**cfg["model"]["kwargs"], "recompute_activations": False})
     except ValueError:
-        return False
-    return True
+        return False, False
+    model = build(dict(cfg["model"]["kwargs"]))
+    return True, any(getattr(m, "recompute", False) is True for m in model.modules())
 
 
 MEASURE_BATCH = 2
@@ -174,7 +179,8 @@ def measure_step(cfg: dict, *, seed: int = 0, batch_size: int = MEASURE_BATCH) -
 
     from torchssc.engine.builders import build_loss, build_model, build_optimizer
 
-    variants = {"recompute": True, "no_recompute": False} if _has_recompute(cfg) else {"plain": None}
+    has_option, default = _recompute_support(cfg)
+    variants = {"recompute": True, "no_recompute": False} if has_option else {"plain": None}
     saved, transient, peaks = {}, {}, {}
     result: dict = {}
     for key, recompute in variants.items():
@@ -217,7 +223,6 @@ def measure_step(cfg: dict, *, seed: int = 0, batch_size: int = MEASURE_BATCH) -
             measure_batch=batch_size,
         )
     notes = ["synthetic full-size batch (random values); FLOPs count convolutions and matrix products only"]
-    default = bool(cfg["model"]["kwargs"].get("recompute_activations", True)) if len(variants) > 1 else False
     return StepCost(model=cfg["model"]["name"], saved_bytes_per_sample=saved, transient_bytes_per_sample=transient,
                     measured_peak_bytes=peaks, recompute_default=default, notes=notes, **result)
 
@@ -259,16 +264,23 @@ def _without_weights_file(cfg: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------
+def recipe_variant(cost: StepCost) -> str:
+    """The key of ``cost.saved_bytes_per_sample`` that the recipe itself runs."""
+    if "plain" in cost.saved_bytes_per_sample:
+        return "plain"
+    return "recompute" if cost.recompute_default else "no_recompute"
+
+
 def estimate_bytes(cost: StepCost, batch_size: int, *, dtype: str = "fp32", variant: str | None = None) -> int:
     """Estimated peak tensor memory of a training step at ``batch_size`` (module docstring).
 
     ``dtype``: ``"fp32"`` or ``"bf16"`` (autocast); ``variant``: a key of
-    ``cost.saved_bytes_per_sample`` (default: the first)."""
+    ``cost.saved_bytes_per_sample`` (default: the recipe's, :func:`recipe_variant`)."""
     if dtype not in ("fp32", "bf16"):
         raise ValueError(f"dtype must be fp32 or bf16, got {dtype!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    variant = variant or next(iter(cost.saved_bytes_per_sample))
+    variant = variant or recipe_variant(cost)
     per_sample = cost.saved_bytes_per_sample[variant] + cost.transient_bytes_per_sample[variant]
     static = cost.weight_bytes + cost.grad_bytes + cost.optimizer_bytes
     if dtype == "bf16":
@@ -312,6 +324,7 @@ def plan_report(cost: StepCost, *, gpu_bytes: float | None = None, max_batch: in
     """The text ``torchssc plan`` prints: the measured costs, then estimated GiB for batch
     1..``max_batch`` in fp32 and bf16 for each variant, then which batch fits ``gpu_bytes``."""
     variants = list(cost.saved_bytes_per_sample)
+    mine = recipe_variant(cost)
     lines = [
         f"model {cost.model}: {cost.trainable_params:,} trainable parameters",
         f"  weights + buffers     {_gb(cost.weight_bytes)} GiB",
@@ -321,7 +334,8 @@ def plan_report(cost: StepCost, *, gpu_bytes: float | None = None, max_batch: in
         f"  inputs per sample     {_gb(cost.input_bytes_per_sample)} GiB",
     ]
     for v in variants:
-        lines.append(f"  saved for backward    {_gb(cost.saved_bytes_per_sample[v])} GiB per sample ({v}); "
+        lines.append(f"  saved for backward    {_gb(cost.saved_bytes_per_sample[v])} GiB per sample ({v}"
+                     f"{', the recipe' if v == mine and len(variants) > 1 else ''}); "
                      f"transient {_gb(cost.transient_bytes_per_sample[v])} GiB")
     header = ["batch"] + [f"{d} {v}" if len(variants) > 1 else d for v in variants for d in ("fp32", "bf16")]
     lines += ["", "estimated GPU memory (GiB, as torch.cuda.max_memory_allocated; + ~0.5 GiB CUDA context):",
@@ -342,6 +356,6 @@ def plan_report(cost: StepCost, *, gpu_bytes: float | None = None, max_batch: in
     return "\n".join(lines)
 
 
-__all__ = ["StepCost", "synthetic_batch", "tensor_peak_bytes", "measure_step", "measured_step_bytes",
+__all__ = ["StepCost", "recipe_variant", "synthetic_batch", "tensor_peak_bytes", "measure_step", "measured_step_bytes",
            "estimate_bytes", "fits",
            "largest_batch", "parse_bytes", "plan_report"]
