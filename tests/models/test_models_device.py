@@ -162,3 +162,14 @@ def test_shadow_tensors_compute_like_cpu_tensors_and_leave_no_trace():
     torch.testing.assert_close(r.inner, torch.randn(3, generator=torch.Generator().manual_seed(1)))
     assert torch.Generator is placement._Generator  # put back
     assert torch.zeros(2).device.type == "cpu" and not isinstance(torch.zeros(2), ShadowTensor)
+
+
+def test_the_cuda_only_batched_cvae_path_is_checked_too():
+    """SketchAwareSSC decodes all CVAE samples in one call on CUDA (``batched=None`` means "on
+    CUDA"); the shadow device is not CUDA, so that path is forced here."""
+    ex = example_batch("sketch_aware_ssc_prior_lite", batch_size=2)
+    torch.manual_seed(0)
+    model, loss_fn = ex.build()
+    model.cvae.batched = True
+    stats = check_placement(model, loss_fn, ex.batch)
+    assert np.isfinite(stats["terms"]["total"])
