@@ -16,6 +16,13 @@ or ``FakeTensorMode``, data-dependent operations (``nonzero``, boolean indexing,
 * Factory calls that ask for the shadow device (``device=x.device``) are made on the CPU and
   wrapped (:class:`_ShadowFactories`); those that ask for none or for the CPU make plain CPU
   tensors, caught as soon as they meet the model's tensors.
+* Python-level calls naming the shadow device (``torch.tensor(data, device=x.device)``,
+  ``cpu_tensor.to(x.device)``, list indices ``x[..., [0, 2, 1]]``, ``x.new_tensor(data)``) are
+  made on the CPU and wrapped (:class:`_ShadowFunctions`): torch builds those tensors below the
+  dispatcher, where a meta tensor would carry no data. A data-less meta tensor reaching an
+  operation anyway is a :class:`ShadowLimitError` (a limit of the check), never a silent result.
+* Within :func:`shadow_device`, ``torch.Generator`` is swapped for a subclass that makes a CPU
+  generator for the shadow device (put back on exit; not thread-safe: one check at a time).
 * :func:`shadow_module` moves a module's parameters and buffers; a tensor held as a plain
   attribute (not a parameter or buffer) stays on the CPU, as ``model.cuda()`` would leave it,
   and :func:`plain_tensor_attributes` lists such attributes before the step runs.
