@@ -95,11 +95,11 @@ def synthetic_batch(cfg: dict, batch_size: int = 1, seed: int = 0) -> dict:
         "origin": torch.tensor(voxel_origin_for_pose(pose), dtype=torch.float32).repeat(b, 1),
         "intrinsics": torch.tensor([[k.fx, k.fy, k.cx, k.cy, w, h]], dtype=torch.float32).repeat(b, 1),
     }
-    if data["fine"] or data["fine_labels"]:
+    if data.get("fine") or data.get("fine_labels"):
         batch["tsdf_fine"] = torch.where(torch.rand(b, 1, *FINE_SHAPE, generator=g) < 0.1, 1.0, -0.001)
-    if data["fine_labels"]:
+    if data.get("fine_labels"):
         batch["label_fine"] = torch.randint(0, NUM_CLASSES, (b, *FINE_SHAPE), generator=g).to(torch.uint8)
-    if data["forknet"]:
+    if data.get("forknet"):
         batch["forknet_tsdf"] = torch.rand(b, 1, *FORKNET_SHAPE, generator=g) * 2 - 1
         batch["forknet_label"] = torch.randint(0, NUM_CLASSES, (b, *FORKNET_SHAPE), generator=g)
         batch["forknet_surface"] = (torch.rand(b, *FORKNET_SHAPE, generator=g) < 0.2).to(torch.uint8)
