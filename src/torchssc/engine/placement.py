@@ -252,7 +252,8 @@ def plain_tensor_attributes(module: nn.Module) -> list[str]:
         for key, value in vars(sub).items():
             if key in ("_parameters", "_buffers", "_modules"):
                 continue
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            items = (value.values() if isinstance(value, dict)
+                     else value if isinstance(value, (list, tuple)) else [value])
             if any(isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) for v in items):
                 found.append(f"{prefix}.{key}" if prefix else key)
     return found
@@ -340,6 +341,6 @@ def check_placement(model: nn.Module, loss_fn: Callable[[dict, dict], dict], bat
     return run_on_shadow(step)
 
 
-__all__ = ["SHADOW", "DevicePlacementError", "ShadowTensor", "shadow_device", "shadow_module",
+__all__ = ["SHADOW", "DevicePlacementError", "ShadowLimitError", "ShadowTensor", "shadow_device", "shadow_module",
            "plain_tensor_attributes", "check_module", "run_on_shadow", "train_step", "eval_step",
            "check_placement"]

@@ -23,7 +23,6 @@ The CUDA context (about 0.5 GB) and the caching allocator's slack are not in the
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -300,8 +299,8 @@ def largest_batch(cost: StepCost, gpu_bytes: float, *, max_batch: int = 16, **kw
 
 
 def parse_bytes(text: str) -> float:
-    """``"24GB"``, ``"24 GiB"``, ``"80g"``, ``"512MB"`` -> bytes (GB and GiB both read as 2**30,
-    as GPU makers' "24 GB" cards report about 24 GiB... less; docs/gpu.md)."""
+    """``"24GB"``, ``"24 GiB"``, ``"80g"``, ``"512MB"`` -> bytes (GB and GiB both read as 2**30: a
+    card sold as "24 GB" reports about 24 GiB to CUDA)."""
     units = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20,
              "g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
     s = text.strip().lower().replace(" ", "")
@@ -351,7 +350,8 @@ def plan_report(cost: StepCost, *, gpu_bytes: float | None = None, max_batch: in
                 what = f"batch {n}" if n else "no batch (not even 1)"
                 lines.append(f"fits {_gb(gpu_bytes)} GiB: {what} in {d}{f' ({v})' if len(variants) > 1 else ''}")
         lines.append(f"(margin: {_gb(CONTEXT_BYTES)} GiB context + {ALLOCATOR_SLACK:.0%} of the card for the allocator)")
-    lines += ["", f"Measured at batch {cost.measure_batch} on the CPU on a synthetic full-size batch; bf16 derived "
+    lines += ["", f"Measured at batch {cost.measure_batch} on the CPU on a synthetic full-size batch; "
+              "bf16 derived "
               "(docs/gpu.md). Not measured on a GPU."]
     return "\n".join(lines)
 

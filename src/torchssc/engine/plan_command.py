@@ -11,7 +11,8 @@ from torchssc.config import load_config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a shipped recipe's name (e.g. sketch_aware_ssc_nyu) or a YAML recipe file")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. model.kwargs.width=64")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. model.kwargs.width=64")
     parser.add_argument("--gpu-mem", metavar="SIZE", default=None, help="say which batch fits this memory, e.g. 24GB")
     parser.add_argument("--max-batch", type=int, default=16, help="the largest batch in the table (default 16)")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the measured costs as JSON")
