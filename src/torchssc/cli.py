@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("torchssc.commands.synth", "generate procedural rooms in the raw depthbin format"),
     "train": ("torchssc.commands.train", "train a model from a YAML recipe (torchrun for several processes)"),
     "eval": ("torchssc.commands.eval", "evaluate checkpoints under a named protocol"),
+    "plan": ("torchssc.commands.plan", "a recipe's parameters, FLOPs and GPU memory per batch size, before training"),
     "predict": ("torchssc.commands.predict", "complete the scene of one RGB-D frame of your own"),
     "viz": ("torchssc.commands.viz", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
 }

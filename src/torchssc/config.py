@@ -92,6 +92,8 @@ DEFAULTS: dict[str, Any] = {
         "sampler": "with_replacement",  # with_replacement | shuffle
         "max_iters": None,  # stop after this many iterations in total (smoke runs); schedule unchanged
         "progress": True,  # tqdm bar on rank 0
+        "compile": False,  # torch.compile the training forward (docs/gpu.md); checkpoints stay the eager model's
+        "channels_last": False,  # 3D/2D conv weights in channels-last memory format (docs/gpu.md)
     },
     "eval": {
         "protocol": "torchssc",  # torchssc | sscnet | all (docs/evaluation.md)
@@ -217,7 +219,8 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
         node[last] = value
 
 
-BOOLEANS = ("data.check", "optim.nesterov", "train.deterministic", "train.progress")
+BOOLEANS = ("data.check", "optim.nesterov", "train.deterministic", "train.progress", "train.compile",
+            "train.channels_last")
 """Keys that take ``true`` or ``false`` (not 0/1, not a string)."""
 
 POSITIVE_INTS = ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size")

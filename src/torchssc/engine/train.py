@@ -85,6 +85,7 @@ from torchssc.engine.distributed import (
 from torchssc.engine.evaluate import scoring_dataset, validation_scores
 from torchssc.engine.logs import RunLog
 from torchssc.engine.sampler import GlobalBatchSampler, loader_generator, move_to_device
+from torchssc.engine.speed import to_channels_last
 from torchssc.io.atomic import remove_stale_temporaries
 
 logger = logging.getLogger("torchssc.train")
@@ -282,6 +283,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     val_set = _validation_set(cfg, val_split, info, model)
 
     model = model.to(info.device)
+    if t["channels_last"]:
+        to_channels_last(model)
     if info.world_size > 1:
         model = convert_sync_batchnorm(model, info.device)
     loss_fn = build_loss(cfg)
@@ -312,6 +315,8 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     if info.world_size > 1:
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=device_ids)
+    if t["compile"]:  # the training forward only; checkpoints and validation use the eager model
+        train_model = torch.compile(train_model)
     log = RunLog(out, iteration=iteration, enabled=info.is_main)
     ctx = EpochContext(device=info.device, amp=t["amp"], global_batch=t["global_batch"], log_every=t["log_every"],
                        is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file,

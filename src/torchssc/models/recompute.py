@@ -13,7 +13,8 @@ when the gradient is needed. Two things would otherwise change the results, and 
 Used by the SketchAwareSSC fast path on the parts that are cheap to recompute but expensive to
 keep (docs/model.md): the DDR layers, the BatchNorm + ReLU at the end of the full-resolution
 stems and decoders, the CVAE decoder tail. It is skipped (plain call) outside training, without
-autograd, and for modules with synchronised BatchNorm (a recomputation would repeat their
+autograd, under ``torch.compile`` (which cannot trace it; its own partitioner recomputes what it
+chooses), and for modules with synchronised BatchNorm (a recomputation would repeat their
 collective calls inside the backward pass).
 """
 
@@ -71,6 +72,8 @@ def recompute(fn: Callable[..., torch.Tensor], owner: nn.Module, *inputs: torch.
     """
     if not (enabled and owner.training and torch.is_grad_enabled()) or any(map(_is_synchronised, _norms(owner))):
         return fn(*inputs)
+    if torch.compiler.is_compiling():  # dynamo cannot trace a checkpoint with a context_fn; the compiled
+        return fn(*inputs)  # graph's partitioner chooses what to keep and what to recompute (docs/gpu.md)
     return checkpoint(fn, *inputs, use_reentrant=False,
                       context_fn=lambda: (nullcontext(), frozen_running_stats(owner)))
 
