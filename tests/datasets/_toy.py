@@ -63,9 +63,10 @@ def toy_labels(spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
     label = np.zeros(spec.grid, np.uint8)
     label[:, 0, :] = 1 % k  # floor
     label[0, :, :] = label[:, :, -1] = 2 % k  # two walls
-    a, c = rng.integers(4, d0 - 12), rng.integers(4, d2 - 12)
-    label[a:a + 8, 1:5, c:c + 6] = 3 % k  # table
-    label[a + 2:a + 4, 5:8, c + 1:c + 3] = max(1, (k - 1))  # lamp (the last class)
+    tw, th = max(2, d0 // 4), max(2, d1 // 4)  # table size, in voxels (8 x 4 on 32x16x32)
+    a, c = rng.integers(1, max(2, d0 - tw - 2)), rng.integers(1, max(2, d2 - tw - 2))
+    label[a:a + tw, 1:1 + th, c:c + tw] = 3 % k  # table
+    label[a + 1:a + 2 + tw // 4, 1 + th:1 + 2 * th, c + 1:c + 2 + tw // 4] = max(1, k - 1)  # lamp (the last class)
     label[-2:, :, :] = 255  # outside the room
     return label
 

@@ -68,7 +68,12 @@ class Example:
         from torchssc.losses import get_loss
         from torchssc.models import get_model
 
-        return get_model(self.model, **{**self.model_kwargs, **extra}), get_loss(self.loss, **self.loss_kwargs)
+        loss_kwargs = dict(self.loss_kwargs)
+        if loss_kwargs.get("class_weights") == "dataset":  # the recipe asks for its dataset's (NYU's)
+            from torchssc.datasets import get_dataset_spec
+
+            loss_kwargs["class_weights"] = list(get_dataset_spec("nyu").class_weights)
+        return get_model(self.model, **{**self.model_kwargs, **extra}), get_loss(self.loss, **loss_kwargs)
 
 
 def recipe_for(model_name: str) -> str:
@@ -190,9 +195,17 @@ def example_batch(model_name: str, batch_size: int = 1, seed: int = 0) -> Exampl
                    recipe_model_kwargs=dict(cfg["model"]["kwargs"]))
 
 
+NOT_COVERED = {
+    "ammnet_prior": "its adversarial step runs through the loss's training_step, which these single-step checks do not drive",
+    "ammnet_segformer": "as ammnet_prior",
+}
+"""Library models these examples leave out, with the reason (docs/gpu.md)."""
+
+
 def all_models() -> list[str]:
     """Every model the library registers (the parametrisation of the every-model tests); the
     models that test modules register for themselves (``engine_test_tiny``, ...) are left out."""
     from torchssc.models.registry import MODELS
 
-    return [n for n in list_models() if getattr(MODELS.get(n), "__module__", "").startswith("torchssc.")]
+    return [n for n in list_models() if getattr(MODELS.get(n), "__module__", "").startswith("torchssc.")
+            and n not in NOT_COVERED]

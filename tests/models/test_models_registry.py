@@ -20,39 +20,15 @@ network, which runs here on a 32x16x32 grid.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from _registry import GRID_BOUND, builtin_models, model_part, small_config
 from _toy import TOY_CLASSES, make_batch, write_toy_spec
-from torchssc.label_grid_rule import to_label_grid
-from torchssc.config import load_config, recipes_dir
+from torchssc.config import load_config
 from torchssc.engine.builders import build_loss, build_model, dataset_spec, run_inputs
-from torchssc.models import list_models
-from torchssc.models.registry import MODELS
-
-
-def builtin_models() -> list[str]:
-    """Every model the library registers (tests register tiny models of their own)."""
-    return [n for n in list_models() if MODELS.get(n).__module__.startswith("torchssc.")]
-
-SMALL = {
-    "ammnet_prior": ["model.kwargs.feature=8", "model.kwargs.stem_channels=4", "model.kwargs.disc_plane=8"],
-    "ammnet_segformer": ["model.kwargs.feature=8", "model.kwargs.stem_channels=4", "model.kwargs.disc_plane=8",
-                         "model.kwargs.encoder_weights=null"],
-    "sketch_aware_ssc": ["model.kwargs.width=8", "model.kwargs.stem_channels=4", "model.kwargs.cvae_hidden=4",
-                         "model.kwargs.latent_channels=4", "model.kwargs.num_samples=1",
-                         "model.kwargs.backbone=resnet18", "model.kwargs.backbone_weights=null"],
-    "sketch_aware_ssc_prior": ["model.kwargs.width=8", "model.kwargs.stem_channels=4", "model.kwargs.cvae_hidden=4",
-                               "model.kwargs.latent_channels=4", "model.kwargs.num_samples=1"],
-    "sketch_aware_ssc_tsdf": ["model.kwargs.width=8", "model.kwargs.stem_channels=4", "model.kwargs.cvae_hidden=4",
-                              "model.kwargs.latent_channels=4", "model.kwargs.num_samples=1"],
-    "forknet": ["model.kwargs.grid_shape=[32, 16, 32]"],
-    "ccpnet_style": ["model.kwargs.width=8"],
-}
-"""Smaller widths for the models whose defaults take long on a CPU (same architecture)."""
+from torchssc.label_grid_rule import to_label_grid
 
 AMMNET = r"\.downsample[234]\.|^disc\."
 NO_GRADIENT: dict[str, str] = {"ammnet_prior": AMMNET, "ammnet_segformer": AMMNET}
@@ -61,16 +37,8 @@ the authors' never-used ``downsample2/3/4`` resizing branches of its stride-1 DD
 for their parameter count and checkpoint names, docs/ammnet.md); SketchAwareSSC does not build
 them (docs/model.md). AMMNet's discriminator (``disc.``) is trained by its own step, the loss's
 ``training_step`` that the engine runs before the generator's (tests/engine/test_engine_ammnet.py),
-not by the generator loss's backward checked here. Frozen parameters (the paper model's ResNet-50, AMMNet's MiT-B2) have
-``requires_grad=False`` and are not asked about."""
-
-
-def model_part(name: str) -> Path:
-    """The shipped recipe part ``configs/model/*.yaml`` that builds model ``name``."""
-    for path in sorted((recipes_dir() / "model").glob("*.yaml")):
-        if yaml.safe_load(path.read_text())["model"]["name"] == name:
-            return path
-    raise AssertionError(f"model {name!r} has no recipe part in configs/model/ (model + loss)")
+not by the generator loss's backward checked here. Frozen parameters (the paper model's
+ResNet-50, AMMNet's MiT-B2) have ``requires_grad=False`` and are not asked about."""
 
 
 @pytest.fixture(scope="module")
@@ -118,24 +86,12 @@ def check_model(cfg: dict) -> None:
     assert torch.equal(first, second)
 
 
-GRID_BOUND = {
-    "ammnet_prior": (36, 12, 36),
-    "ammnet_segformer": (36, 12, 36),
-}
-"""Models whose architecture does not allow the 32x16x32 grid, with the toy grid they run on:
-AMMNet's discriminator downsamples by 2, 2 and 3 and sizes its linear layer by the grid, so every
-size must be a multiple of 12 (NYU's 60x36x60 is; docs/datasets.md)."""
-
-
 @pytest.mark.parametrize("name", builtin_models())
-def test_model_on_the_toy_spec(name, toy_spec, tmp_path):
-    spec_path = toy_spec
-    if name in GRID_BOUND:  # the same toy, on a grid the architecture allows
-        spec_path = tmp_path / "toy_grid.yaml"
-        spec_path.write_text(toy_spec.read_text().replace("grid: [32, 16, 32]", f"grid: {list(GRID_BOUND[name])}"))
+def test_model_on_the_toy_spec(name, toy_spec):
+    if name in GRID_BOUND:  # refused on 32x16x32 with a clear error; run on a grid it allows
         with pytest.raises(ValueError, match="divisible by 12"):
-            build_model(load_config(model_part(name), [f"data.dataset={toy_spec}", *SMALL.get(name, [])]))
-    cfg = load_config(model_part(name), [f"data.dataset={spec_path}", *SMALL.get(name, [])])
+            build_model(small_config(name, toy_spec))
+    cfg = small_config(name)
     assert dataset_spec(cfg).classes == TOY_CLASSES
     assert dataset_spec(cfg).grid == GRID_BOUND.get(name, (32, 16, 32))
     check_model(cfg)
