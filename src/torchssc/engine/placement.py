@@ -24,7 +24,7 @@ or ``FakeTensorMode``, data-dependent operations (``nonzero``, boolean indexing,
 * Within :func:`shadow_device`, ``torch.Generator`` is swapped for a subclass that makes a CPU
   generator for the shadow device (put back on exit; not thread-safe: one check at a time).
 * :func:`shadow_module` moves a module's parameters and buffers; a tensor held as a plain
-  attribute (not a parameter or buffer) stays on the CPU, as ``model.cuda()`` would leave it,
+  attribute (not a parameter or buffer) stays on the CPU, as ``model.to("cuda")`` would leave it,
   and :func:`plain_tensor_attributes` lists such attributes before the step runs.
 
 What no check of this kind reaches (a CPU tensor that never meets the model's tensors, ops

@@ -67,7 +67,7 @@ from torch.func import functional_call
 
 from torchssc.models.ddr import Bottleneck3D, _pool_conv_bn, _up_bn_relu, conv_bn_relu_3d
 from torchssc.models.lifting import lift_and_fill, lift_labels
-from torchssc.models.mit import MixVisionTransformer, SegFormerHead, load_mit_weights
+from torchssc.models.mit import MixVisionTransformer, SegFormerHead, load_matching, load_mit_weights
 from torchssc.models.registry import register_model
 from torchssc.models.sketch_aware import NYU13_CLASSES
 
@@ -332,11 +332,11 @@ def load_authors_state_dict(model: AMMNet, state_dict: Mapping[str, torch.Tensor
     for key, value in sd.items():
         if key in key_map and tuple(value.shape) != tuple(ours[key_map[key]].shape):
             raise ValueError(f"{key!r} has shape {tuple(value.shape)}, ours is {tuple(ours[key_map[key]].shape)}")
-    result = model.load_state_dict({key_map.get(k, k): v for k, v in sd.items()}, strict=False)
-    return (f"loaded {len(ours) - len(result.missing_keys)} of {len(ours)} tensors; missing "
-            f"{len(result.missing_keys)}; unexpected {len(result.unexpected_keys)}"
-            + (f" (first: {(result.missing_keys + result.unexpected_keys)[0]})"
-               if result.missing_keys or result.unexpected_keys else ""))
+    missing, unexpected = load_matching(model, {key_map.get(k, k): v for k, v in sd.items()})
+    return (f"loaded {len(ours) - len(missing)} of {len(ours)} tensors; missing "
+            f"{len(missing)}; unexpected {len(unexpected)}"
+            + (f" (first: {(missing + unexpected)[0]})" if missing or unexpected else ""))
+
 
 
 def _from_spec(spec) -> dict:

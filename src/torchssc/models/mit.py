@@ -206,10 +206,22 @@ class SegFormerHead(nn.Module):
         return feature, logits
 
 
+def load_matching(module: nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    """Load the tensors of ``state`` whose names ``module`` has (the others keep their values), by
+    a strict load of the completed state dict; returns ``(missing, unexpected)`` key lists for the
+    caller's one-line report (shapes are checked by the caller)."""
+    full = module.state_dict()
+    missing = [k for k in full if k not in state]
+    unexpected = [k for k in state if k not in full]
+    full.update({k: v for k, v in state.items() if k in full})
+    module.load_state_dict(full)
+    return missing, unexpected
+
+
 def load_mit_weights(encoder: MixVisionTransformer, path: str | Path) -> str:
     """Load SegFormer's ImageNet ``mit_b2.pth`` (a state dict, or a dict with ``"state_dict"``)
-    into ``encoder`` by name, non-strictly as the authors (mmcv ``load_checkpoint(strict=False)``),
-    and return the one-line report of missing and unexpected keys.
+    into ``encoder`` by name, keeping what the file lacks as the authors' loader does (mmcv's
+    non-strict ``load_checkpoint``: :func:`load_matching`), and return the one-line report of missing and unexpected keys.
 
     Raises:
         OSError: the file cannot be read. ValueError: not a state dict, or a tensor's shape differs.
@@ -228,8 +240,7 @@ def load_mit_weights(encoder: MixVisionTransformer, path: str | Path) -> str:
     for key, value in state.items():
         if key in ours and tuple(value.shape) != tuple(ours[key].shape):
             raise ValueError(f"{path}: {key!r} has shape {tuple(value.shape)}, the encoder's is {tuple(ours[key].shape)}")
-    result = encoder.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    missing, unexpected = load_matching(encoder, state)
 
     def listed(keys: list[str]) -> str:
         return "none" if not keys else f"{len(keys)} ({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})"
