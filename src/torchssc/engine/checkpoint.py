@@ -51,6 +51,8 @@ import torch.nn as nn
 from torchssc.config import diff_configs, upgrade_saved
 from torchssc.engine.builders import build_model
 from torchssc.engine.distributed import seed_everything
+from torchssc.engine.import_weights import loading_recipe, original_as_checkpoint
+from torchssc.models.original_weights import is_original_checkpoint
 from torchssc.io.atomic import atomic_path
 
 logger = logging.getLogger("torchssc.checkpoint")
@@ -140,8 +142,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict, *, also_last: bool = F
             shutil.copyfile(path, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *, recipe: dict | None = None) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    A checkpoint of the original TorchSSC (its ``epoch-N.pth``) is converted to ours, for the
+    model of ``recipe`` (``None``: the default recipe, said in a warning), by
+    :func:`torchssc.engine.import_weights.original_as_checkpoint` (docs/zoo.md).
 
     Raises:
         FileNotFoundError: no such file.
@@ -157,6 +163,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
                          f"({type(exc).__name__}: {_first_sentence(exc)})") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a torchssc checkpoint (a {type(state).__name__}, expected a dict)")
+    if is_original_checkpoint(state):
+        return original_as_checkpoint(state, path, recipe)
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise ValueError(f"{path}: not a torchssc checkpoint, missing keys {missing}")
@@ -307,24 +315,25 @@ def load_model(path: str | os.PathLike, cfg: dict | None = None, *, device: str 
     """The model of a checkpoint, built and loaded, in eval mode on ``device``: the one way to do it.
 
     Args:
-        path: a checkpoint file (:func:`load_checkpoint` reads it).
+        path: a checkpoint file (:func:`load_checkpoint` reads it; an original TorchSSC file too).
         cfg: the recipe whose ``model`` section builds the model; ``None``: the checkpoint's own.
-            A model section that differs from the checkpoint's is warned about.
+            A model section that differs from the checkpoint's is warned about. The model is built
+            without ``backbone_weights`` (the checkpoint holds the backbone: no ImageNet file).
     Returns:
         ``(model, state)``: the model, and the whole checkpoint dict (``epoch``, ``config``, ...).
     Raises:
         FileNotFoundError, ValueError: as :func:`load_checkpoint`; ``ValueError`` too when the
             weights do not fit the model.
     """
-    state = load_checkpoint(path, map_location="cpu")
+    state = load_checkpoint(path, map_location="cpu", recipe=cfg)
     saved = upgrade_saved(state["config"]) if isinstance(state["config"], dict) else None
     if cfg is None:
         if saved is None:
             raise ValueError(f"{path}: the checkpoint holds no recipe to build its model from")
         cfg = saved
-    model = build_model(cfg)
+    model = build_model(loading_recipe(cfg))
     load_weights(model, state["model"], path, cfg["model"]["name"])  # strict: every key must fit
-    if saved is not None and saved.get("model") != cfg["model"]:
+    if saved is not None and loading_recipe(saved)["model"] != loading_recipe(cfg)["model"]:
         logger.warning("%s: trained with model %s, evaluating with %s", path, saved.get("model"), cfg["model"])
     return model.to(device).eval(), state
 
