@@ -329,3 +329,29 @@ def test_predict_with_weights_matches_predict_with_the_file(zoo, home, tmp_path,
     capsys.readouterr()
     assert main(["predict", "--weights", "tiny_shiped", *common]) == 2
     assert "did you mean tiny_shipped" in _one_line_error(capsys, "predict")
+
+
+def test_viz_with_weights_draws_the_completion_eval_saves(zoo, home, tmp_path, capsys):
+    _frames(tmp_path / "data")
+    data = str(tmp_path / "data")
+    assert main(["eval", "--weights", "tiny_shipped", f"data.root={data}", "--split", "0002",
+                 "--save", str(tmp_path / "saved"), "--out", str(tmp_path / "reports"), "--no-progress"]) == 0
+    saved = np.load(tmp_path / "saved" / "results" / "0002.npy")
+    assert len(np.unique(saved)) > 1  # not a constant volume: the comparisons below mean something
+    from torchssc.zoo.use import model_source, predict_prepared
+
+    cfg, path = model_source(None, "tiny_shipped", [f"data.root={data}"])
+    np.testing.assert_array_equal(predict_prepared(cfg, path, "0002"), saved)
+    cfg, path = model_source(str(zoo["shipped"]), None, [f"data.root={data}"])  # --checkpoint: its own recipe
+    np.testing.assert_array_equal(predict_prepared(cfg, path, "0002"), saved)
+    # The command draws that volume beside the frame's ground truth: the same picture as the
+    # saved volume drawn the ordinary way.
+    common = ["--prepared", data, "--id", "0002", "--formats", "png", "--size", "64x48"]
+    assert main(["viz", "--weights", "tiny_shipped", "--out", str(tmp_path / "named"), *common]) == 0
+    assert main(["viz", str(tmp_path / "saved" / "results" / "0002.npy"), "--out", str(tmp_path / "plain"), *common]) == 0
+    named, plain = sorted((tmp_path / "named").iterdir()), sorted((tmp_path / "plain").iterdir())
+    assert [p.name for p in named] == [p.name for p in plain] and named
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(named, plain))
+    capsys.readouterr()
+    assert main(["viz", "--weights", "tiny_shipped", "--out", str(tmp_path / "x")]) == 2
+    assert "give --prepared ROOT --id ID" in _one_line_error(capsys, "viz")
