@@ -80,9 +80,9 @@ def _check_inputs(model, name: str, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.weights is not None:  # named weights: their checked file (downloaded once)
-        from torchssc.zoo.resolve import checkpoint_argument
+        from torchssc.zoo.resolve import resolve_weights
 
-        args.checkpoint = checkpoint_argument(None, args.weights)
+        args.checkpoint = str(resolve_weights(args.weights))
     if Path(args.depth).is_dir():  # a folder of frames: one volume, picture and viewer per frame
         from torchssc.predict.folder import run_folder
 

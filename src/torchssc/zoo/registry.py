@@ -27,7 +27,7 @@ import difflib
 import importlib.resources
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -63,7 +63,6 @@ class WeightsEntry:
     url: str | None = None
     overrides: tuple[str, ...] = ()
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def shipped(self) -> bool:

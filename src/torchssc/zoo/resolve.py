@@ -160,9 +160,3 @@ def weights_state(entry: WeightsEntry, home: str | os.PathLike | None = None) ->
         return "shipped"
     return "URL, cached" if cache_path(entry, home).is_file() else "URL, not downloaded"
 
-
-def checkpoint_argument(checkpoint: str | None, weights: str | None, *, progress: bool = True) -> str:
-    """The checkpoint file of a command given ``--checkpoint PATH`` or ``--weights NAME`` (exactly one)."""
-    if (checkpoint is None) == (weights is None):
-        raise ValueError("give exactly one of --checkpoint PATH and --weights NAME (torchssc weights lists the names)")
-    return checkpoint if weights is None else str(resolve_weights(weights, progress=progress))
