@@ -358,3 +358,30 @@ def test_viz_with_weights_draws_the_completion_eval_saves(zoo, home, tmp_path, c
     capsys.readouterr()
     assert main(["viz", "--weights", "tiny_shipped", "--out", str(tmp_path / "x")]) == 2
     assert "give --prepared ROOT --id ID" in _one_line_error(capsys, "viz")
+
+
+def test_a_download_cut_short_leaves_nothing(zoo, home, monkeypatch):
+    class Cut:
+        """A response that gives 1 kB, then loses the connection."""
+
+        def __init__(self):
+            self.sent = False
+
+        def read(self, n):
+            if self.sent:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            self.sent = True
+            return b"x" * 1024
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Cut())
+    reg = read_registry(zoo["registry"])
+    target = home["path"] / "weights" / "tiny_url.pt"
+    with pytest.raises(OSError, match=rf"interrupted: Connection reset by peer.*put the file tiny_url.pt .*at {target}"):
+        resolve_weights("tiny_url", reg, progress=False)
+    assert list(target.parent.iterdir()) == []  # no partial file, no temporary

@@ -16,8 +16,8 @@ name (the nearest names).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Mapping
@@ -83,6 +83,19 @@ def _reason(exc: BaseException) -> str:
     return str(reason).strip() or type(reason).__name__
 
 
+def _chunks(response, entry: WeightsEntry, target: Path):
+    """The bytes of ``response`` in chunks of :data:`CHUNK`; a connection lost on the way is
+    :func:`_unavailable`."""
+    while True:
+        try:
+            chunk = response.read(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:  # a timeout, a reset, a short read
+            raise _unavailable(entry, target, f"interrupted: {_reason(exc)}") from None
+        if not chunk:
+            return
+        yield chunk
+
+
 def download(entry: WeightsEntry, target: Path, *, progress: bool = True) -> Path:
     """Download a URL entry's file to ``target``, checked: written to a temporary file beside
     ``target`` and renamed onto it only when its sha256 is the registry's.
@@ -93,28 +106,21 @@ def download(entry: WeightsEntry, target: Path, *, progress: bool = True) -> Pat
     """
     try:
         response = urllib.request.urlopen(entry.url, timeout=TIMEOUT_S)  # noqa: S310 (the registry's URL)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
         raise _unavailable(entry, target, _reason(exc)) from None
     digest = hashlib.sha256()
-    try:
-        with response, atomic_path(target, durable=True) as tmp, open(tmp, "wb") as out, tqdm(
-            total=entry.size, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.file,
-            disable=not progress, leave=False,
-        ) as bar:
-            try:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                raise _unavailable(entry, target, f"interrupted: {exc}") from None
-            out.flush()
-            got = digest.hexdigest()
-            if got != entry.sha256:  # leaving the block with an error removes the temporary file
-                raise ValueError(f"weights {entry.name!r}: the file downloaded from {entry.url} has sha256 "
-                                 f"{got[:12]}..., the registry says {entry.sha256[:12]}...: deleted, not used")
-    except urllib.error.URLError as exc:  # raised lazily by some handlers
-        raise _unavailable(entry, target, _reason(exc)) from None
+    with response, atomic_path(target, durable=True) as tmp, open(tmp, "wb") as out, tqdm(
+        total=entry.size, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.file,
+        disable=not progress, leave=False,
+    ) as bar:
+        for chunk in _chunks(response, entry, target):
+            out.write(chunk)  # a full disk is atomic_path's one-line OSError, not "cannot download"
+            digest.update(chunk)
+            bar.update(len(chunk))
+        got = digest.hexdigest()
+        if got != entry.sha256:  # leaving the block with an error removes the temporary file
+            raise ValueError(f"weights {entry.name!r}: the file downloaded from {entry.url} has sha256 "
+                             f"{got[:12]}..., the registry says {entry.sha256[:12]}...: deleted, not used")
     return target
 
 
