@@ -7,7 +7,8 @@ MonoScene protocol), a comma list such as ``torchssc,all``, or ``every`` for the
 Reports go to ``<run folder>/eval/<checkpoint stem>_<protocol>.json`` and ``.md`` (``--out``
 to change). ``--weights NAME`` evaluates named weights (``torchssc weights``) instead: RUN_OR_CONFIG
 is then optional (the entry's recipe and the checkpoint's model; overrides such as ``data.root=``
-still apply) and reports go to ``./eval_<NAME>`` (docs/zoo.md). Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
+still apply) and reports go to ``./eval_<NAME>`` (docs/zoo.md).
+Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
 See docs/evaluation.md.
 """
 
