@@ -19,5 +19,5 @@ from torchssc.zoo.registry import (
 from torchssc.zoo.resolve import HOME_ENV, cache_path, resolve_weights, sha256_of, torchssc_home, weights_state
 
 __all__ = ["HOME_ENV", "REGISTRY_ENV", "WeightsEntry", "cache_path", "entry_config", "entry_inputs", "find_entry",
-           "load_registry", "package_registry", "read_registry", "registry_files", "resolve_weights", "sha256_of", "torchssc_home",
-           "weights_state"]
+           "load_registry", "package_registry", "read_registry", "registry_files", "resolve_weights", "sha256_of",
+           "torchssc_home", "weights_state"]

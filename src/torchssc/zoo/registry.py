@@ -95,9 +95,11 @@ def _figures(path: Path, name: str, figures: Any) -> dict:
         raise _problem(path, name, f"'figures' must be a mapping of {', '.join(FIGURES_REQUIRED)}")
     missing = [k for k in FIGURES_REQUIRED if k not in figures]
     unknown = [k for k in figures if k not in FIGURES_REQUIRED + FIGURES_OPTIONAL]
-    if missing or unknown:
-        raise _problem(path, name, f"'figures' {'lacks ' + ', '.join(missing) if missing else ''}"
-                       f"{'; ' if missing and unknown else ''}{'has unknown keys ' + ', '.join(map(str, unknown)) if unknown else ''}")
+    if missing:
+        raise _problem(path, name, f"'figures' lacks {', '.join(missing)}")
+    if unknown:
+        raise _problem(path, name, f"'figures' has unknown keys {', '.join(map(str, unknown))} "
+                       f"(known: {', '.join(FIGURES_REQUIRED + FIGURES_OPTIONAL)})")
     for key in ("sc_iou", "ssc_miou"):
         value = figures[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
