@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("torchssc.commands.plan", "a recipe's parameters, FLOPs and GPU memory per batch size, before training"),
     "predict": ("torchssc.commands.predict", "complete the scene of one RGB-D frame of your own"),
     "viz": ("torchssc.commands.viz", "render volumes to PNG, mesh (PLY/GLB) and interactive HTML"),
+    "weights": ("torchssc.commands.weights", "the named weights (trained models): figures, inputs, size, source"),
     "import-weights": ("torchssc.commands.import_weights",
                        "write a checkpoint of the original TorchSSC or of the DDRNet/AICNet authors as ours"),
 }

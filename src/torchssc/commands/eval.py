@@ -5,7 +5,10 @@ RUN_OR_CONFIG is a run folder (its ``config.yaml`` is read) or a YAML recipe (it
 mIoU recorded in ``log.jsonl``), ``all``, a checkpoint file, or a comma list of those. ``--protocol``: ``torchssc`` (default), ``sscnet``, ``all`` (the
 MonoScene protocol), a comma list such as ``torchssc,all``, or ``every`` for the three.
 Reports go to ``<run folder>/eval/<checkpoint stem>_<protocol>.json`` and ``.md`` (``--out``
-to change). Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
+to change). ``--weights NAME`` evaluates named weights (``torchssc weights``) instead: RUN_OR_CONFIG
+is then optional (the entry's recipe and the checkpoint's model; overrides such as ``data.root=``
+still apply) and reports go to ``./eval_<NAME>`` (docs/zoo.md).
+Several processes: ``torchrun --nproc_per_node N -m torchssc.cli eval ...``.
 See docs/evaluation.md.
 """
 
@@ -19,17 +22,20 @@ from torchssc.config import load_config, run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", help="a run folder, a YAML recipe or a recipe name")
+    parser.add_argument("run_or_config", metavar="RUN_OR_CONFIG", nargs="?", default=None,
+                        help="a run folder, a YAML recipe or a recipe name (optional with --weights)")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. data.root=DATA/NYU eval.seed=1"
     )
     parser.add_argument(
         "--checkpoints",
-        default="last",
+        default=None,
         metavar="SPEC",
         help="epochs A-B (inclusive), N, last, best (highest validation mIoU in log.jsonl), all, a checkpoint "
              "path, or a comma list (default: last)",
     )
+    parser.add_argument("--weights", default=None, metavar="NAME",
+                        help="named weights instead of --checkpoints (torchssc weights lists them; docs/zoo.md)")
     parser.add_argument(
         "--protocol",
         default=None,
@@ -65,17 +71,38 @@ def parse_split(text: str) -> str | list[str]:
     return str(text)
 
 
+def weights_run(args: argparse.Namespace) -> tuple[dict, list[Path], Path]:
+    """``(cfg, [checkpoint], report folder)`` of ``--weights NAME``: the entry's recipe and file
+    (:func:`torchssc.zoo.use.weights_config`), or RUN_OR_CONFIG's recipe when one is given."""
+    from torchssc.zoo.use import weights_config
+
+    if args.checkpoints is not None:
+        raise ValueError("give --checkpoints or --weights, not both")
+    overrides, source = list(args.overrides), args.run_or_config
+    if source is not None and "=" in source and not Path(source).exists():  # an override, not a recipe
+        overrides, source = [source, *overrides], None
+    cfg, path = weights_config(args.weights, overrides, progress=not args.no_progress)
+    if source is not None:
+        cfg, _ = resolve_run(source, overrides)
+    return cfg, [path], Path(args.out) if args.out else Path(f"eval_{args.weights}")
+
+
 def run(args: argparse.Namespace) -> int:
     from torchssc.engine.evaluate import evaluate_checkpoints, parse_protocols, record_title, run_checkpoints
     from torchssc.engine.logs import setup_logging
     from torchssc.report import metrics_report, scores_table
 
     setup_logging()
-    cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
+    if args.weights is not None:
+        cfg, checkpoints, out_dir = weights_run(args)
+    else:
+        if args.run_or_config is None:
+            raise ValueError("give RUN_OR_CONFIG (a run folder, a recipe) or --weights NAME (torchssc weights)")
+        cfg, folder = resolve_run(args.run_or_config, list(args.overrides))
+        checkpoints = run_checkpoints(args.checkpoints or "last", folder)
+        out_dir = Path(args.out) if args.out else folder / "eval"
     split = parse_split(args.split)
     protocols = parse_protocols(args.protocol if args.protocol is not None else cfg["eval"]["protocol"])
-    checkpoints = run_checkpoints(args.checkpoints, folder)
-    out_dir = Path(args.out) if args.out else folder / "eval"
     records = evaluate_checkpoints(
         cfg,
         checkpoints,

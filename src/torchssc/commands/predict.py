@@ -20,7 +20,9 @@ given (meshes are large)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a training checkpoint (.pt)")
+    source.add_argument("--weights", metavar="NAME", help="named weights (torchssc weights lists them; docs/zoo.md)")
     parser.add_argument("--depth", required=True, help="depth image: 16-bit PNG or .npy in metres (a .npy far "
                         "beyond a room in metres is read as millimetres, and said)")
     parser.add_argument("--rgb", help="8-bit RGB image of the same size (needed by RGB models)")
@@ -77,6 +79,10 @@ def _check_inputs(model, name: str, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.weights is not None:  # named weights: their checked file (downloaded once)
+        from torchssc.zoo.resolve import resolve_weights
+
+        args.checkpoint = str(resolve_weights(args.weights))
     if Path(args.depth).is_dir():  # a folder of frames: one volume, picture and viewer per frame
         from torchssc.predict.folder import run_folder
 

@@ -11,6 +11,9 @@ Examples::
     # any label volume, only a PNG and a viewer
     torchssc viz volume.npz --formats png,html
 
+    # a trained model's completion of a prepared frame, beside its ground truth (docs/zoo.md)
+    torchssc viz --weights NAME --prepared data/NYU --id 0001
+
 A thin layer over :func:`torchssc.viz.export.export_scene`.
 """
 
@@ -77,9 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label space of .npy/.npz volumes: 11, 36 (raw NYU36, mapped), or auto "
                              "(36 when a value 12..36 occurs)")
     parser.add_argument("--key", default=None, help="array name inside an .npz (default: its only array or arr_0)")
-    parser.add_argument("--dataset", default="nyu", metavar="NAME|YAML",
+    parser.add_argument("--dataset", default=None, metavar="NAME|YAML",
                         help="the dataset the volumes belong to: a built-in name (torchssc list) or a spec "
-                             "YAML; gives the grids, class names and colours (default: nyu)")
+                             "YAML; gives the grids, class names and colours (default: nyu, or the model's)")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--weights", metavar="NAME", default=None,
+                       help="named weights (torchssc weights): their completion of the --prepared frame --id is "
+                            "the volume shown beside its ground truth (docs/zoo.md)")
+    model.add_argument("--checkpoint", metavar="PATH", default=None,
+                       help="a checkpoint, as --weights: its completion of the --prepared frame --id")
     parser.add_argument("--downsample", action="store_true",
                         help="reduce 240x144x240 volumes to 60x36x60 (docs/data.md rule) before showing them")
     parser.add_argument("--class-boundaries", action="store_true",
@@ -133,7 +142,15 @@ def lifted_prior_volume(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = get_dataset_spec(args.dataset)
+    cfg = checkpoint = None
+    if args.weights is not None or args.checkpoint is not None:  # a model completes the prepared frame
+        from torchssc.zoo.use import model_source
+
+        if args.volume is not None or args.prepared is None or args.id is None:
+            raise ValueError("--weights/--checkpoint show a model's completion of a prepared frame: give "
+                             "--prepared ROOT --id ID, and no VOLUME")
+        cfg, checkpoint = model_source(args.checkpoint, args.weights, [f"data.root={args.prepared}"])
+    spec = get_dataset_spec(args.dataset or (cfg["data"]["dataset"] if cfg else "nyu"))
     pred = None if args.volume is None else load_volume(args.volume, classes=args.classes, key=args.key, spec=spec)
     if args.id is not None and args.prepared is None:
         raise ValueError("--id needs --prepared ROOT")
@@ -145,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         if frame_id is None:
             raise ValueError("--prepared needs --id (or a VOLUME named <id>.npy)")
         gt = load_prepared(args.prepared, frame_id, spec)
+        if checkpoint is not None:
+            from torchssc.zoo.use import predict_prepared
+
+            pred = replace(gt, labels=predict_prepared(cfg, checkpoint, frame_id), name=frame_id)
     if args.gt is not None:
         given = load_volume(args.gt, classes=args.classes, key=args.key, spec=spec)
         gt = given if gt is None else replace(gt, labels=given.labels, voxel=given.voxel)
