@@ -1,5 +1,8 @@
 """A standalone interactive viewer: one self-contained HTML file, hand-written WebGL, no downloads.
 
+Voxels labelled 255 (unknown: outside the room, or not seen by the camera, docs/predict.md) are
+not drawn and not a class of the legend; the info line counts them.
+
 The file embeds, per volume, every occupied voxel as base64 of 8-byte little-endian records
 ``(a: u16, b: u16, c: u16, label: u8, faces: u8)``: grid index (axes X, Z up, Y), label 1..11,
 and a bit mask of the faces visible with every class shown (bit ``2k + s``, world axis ``k`` =
@@ -27,6 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from torchssc.datasets import DatasetSpec, get_dataset_spec
+from torchssc.geometry import IGNORE_LABEL
 from torchssc.io.atomic import write_bytes_atomic
 from torchssc.viz.camera import viewer_view
 from torchssc.viz.mesh import exposed_faces
@@ -103,7 +107,8 @@ def viewer_html(
         vol = check_labels(vol, name, spec.num_classes)
         rec, text = encode_voxels(vol)
         scale = (box / np.array([vol.shape[0], vol.shape[2], vol.shape[1]])).tolist()  # metres per voxel, x y z
-        entries.append({"name": str(name), "shape": list(vol.shape), "scale": scale, "count": int(len(rec)), "data": text})
+        entries.append({"name": str(name), "shape": list(vol.shape), "scale": scale, "count": int(len(rec)),
+                        "unknown": int((vol == IGNORE_LABEL).sum()), "data": text})
     data = {
         "title": title,
         "box": box.tolist(),
@@ -299,6 +304,7 @@ function upload() {
   const vol = DATA.volumes[current];
   document.getElementById("info").textContent =
     vol.name + ": " + vol.shape.join("x") + " grid, " + geom.faces + " faces shown" +
+    (vol.unknown ? ", " + vol.unknown + " voxels unknown (not seen: not drawn)" : "") +
     (DATA.origin ? ", origin (" + DATA.origin.map(x => x.toFixed(2)).join(", ") + ") m" : "");
   msg.textContent = vol.count === 0 ? "No occupied voxels in this volume." : (gl ? "" : msg.textContent);
   if (!gl) return;
