@@ -74,6 +74,8 @@ def test_rule_per_visibility_code_and_errors():
     assert region_counts(vis) == {"model": 2, "empty": 1, "unknown": 3}
     with pytest.raises(ValueError, match="does not fit"):
         apply_observation(np.zeros(5, np.uint8), vis)
+    with pytest.raises(ValueError, match="does not fit"):  # visibility may broadcast, labels may not
+        apply_observation(labels, np.stack([vis, vis]))
     with pytest.raises(ValueError, match="divisible by 4"):
         observation_visibility(np.zeros((4, 4, 6), np.uint8))
 

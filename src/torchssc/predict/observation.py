@@ -105,9 +105,11 @@ def apply_observation(labels: np.ndarray, visibility: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     visibility = np.asarray(visibility)
     try:
-        np.broadcast_shapes(visibility.shape, labels.shape)
+        fits = np.broadcast_shapes(visibility.shape, labels.shape) == labels.shape
     except ValueError:
-        raise ValueError(f"visibility of shape {visibility.shape} does not fit labels of shape {labels.shape}") from None
+        fits = False
+    if not fits:
+        raise ValueError(f"visibility of shape {visibility.shape} does not fit labels of shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 255):
         raise ValueError(f"labels must be in 0..255, found {labels.min()}..{labels.max()}")
     written = _rule_table()[visibility.astype(np.intp)]
