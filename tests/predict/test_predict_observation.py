@@ -146,6 +146,7 @@ def wall_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # two predict runs end to end, a render: several seconds
 def test_predict_command_default_and_raw(room, wall_checkpoint, tmp_path, capsys):
     frame, _, _ = room
     write_synth_frame(tmp_path, 1, frame)
