@@ -60,7 +60,7 @@ def test_page_is_self_contained_and_carries_data(tmp_path):
 
 def test_script_breakouts_are_escaped():
     text = viewer_html(np.zeros((2, 2, 2), np.uint8), title="</script><script>alert(1)</script>")
-    assert text.count("</script>") == 2  # the data block and the viewer script only
+    assert text.count("</script>") == 3  # the error hook, the data block and the viewer script only
     assert payload(text)["title"] == "</script><script>alert(1)</script>"
 
 

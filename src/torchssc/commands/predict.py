@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="scene", help="file stem of the outputs")
     parser.add_argument("--formats", default="npy,png,ply,glb,html", help="comma list of npy,png,ply,glb,html")
     parser.add_argument("--mask", default="", help="comma list of masks for the renders: frustum")
+    parser.add_argument("--raw", action="store_true",
+                        help="write and draw the network's output everywhere (default: the depth decides what the "
+                        "camera saw: observed free space empty, unseen voxels 255; docs/predict.md)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model's sampling and of RANSAC")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return run_folder(args, default_formats=FOLDER_DEFAULTS, default_intrinsics=NYU_INTRINSICS)
     from torchssc.engine.checkpoint import load_model
     from torchssc.models import model_inputs
+    from torchssc.predict.observation import apply_observation
     from torchssc.predict.predict import predict_labels, prepare_inputs
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
@@ -105,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(how)
     labels = predict_labels(model, batch, seed=args.seed)
+    if not args.raw:  # the observation decides what the camera saw (predict/observation.py)
+        labels = apply_observation(labels, batch["visibility"][0].numpy())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -120,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
                         intrinsics=args.intrinsics, name="prediction")
         masks = [m for m in args.mask.split(",") if m]
         written += export_scene(out, args.name, pred=volume, formats=viz_formats, masks=masks)
-    counts = np.bincount(labels.ravel(), minlength=12)
-    print(f"occupied voxels: {int(counts[1:].sum())} of {labels.size}")
+    counts = np.bincount(labels.ravel(), minlength=256)
+    unknown = "" if args.raw else f", {int(counts[255])} unknown (not seen, 255)"
+    print(f"occupied voxels: {int(counts[1:255].sum())} of {labels.size}{unknown}")
     for path in written:
         print(f"wrote {path}")
     return 0

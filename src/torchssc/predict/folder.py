@@ -98,6 +98,7 @@ def predict_folder(
     progress: bool = True,
     report: Callable[[str], None] = print,
     spec="nyu",
+    raw: bool = False,
 ) -> FolderSummary:
     """Predict every ``every``-th frame of ``folder`` into ``out``: ``<name>.npy`` (the label
     volume, with ``<name>_pose.txt``), ``<name>.png`` (picture), ``<name>.html`` (viewer), and
@@ -107,6 +108,8 @@ def predict_folder(
         needs: the model's input keys (``rgb`` and ``tsdf_fine`` are built when listed; ``prior``
             is refused: a folder of frames has no 2D prior).
         report: called with one line per failed frame.
+        raw: keep the network's output everywhere; by default each frame's depth decides what its
+            camera saw (:func:`torchssc.predict.observation.apply_observation`).
     Raises:
         ValueError: the model needs an input no folder of frames gives (``prior``).
     """
@@ -114,6 +117,7 @@ def predict_folder(
 
     from torchssc.geometry import LABEL_VOXEL
     from torchssc.io.atomic import save_npy_atomic, write_bytes_atomic
+    from torchssc.predict.observation import apply_observation
     from torchssc.predict.predict import predict_labels
     from torchssc.viz.export import export_scene
     from torchssc.viz.volumes import Volume
@@ -129,6 +133,8 @@ def predict_folder(
         try:
             inputs = frame_inputs(folder, frame, floor=floor, rgb="rgb" in needs, fine="tsdf_fine" in needs, seed=seed)
             labels = predict_labels(model, inputs.batch, seed=seed)
+            if not raw:
+                labels = apply_observation(labels, inputs.batch["visibility"][0].numpy())
             written: list[Path] = []
             if "npy" in formats:
                 save_npy_atomic(out / f"{frame.name}.npy", labels)
@@ -181,7 +187,7 @@ def run_folder(args, *, default_formats: tuple[str, str], default_intrinsics: In
     summary = predict_folder(
         model, folder, args.out, needs=needs, formats=formats, floor=args.floor, every=args.every, seed=args.seed,
         progress=not args.no_progress, report=lambda line: tqdm.write(line, file=sys.stderr),
-        spec=state["config"].get("data", {}).get("dataset", "nyu"),
+        spec=state["config"].get("data", {}).get("dataset", "nyu"), raw=args.raw,
     )
     print(f"{summary.line()}; wrote {sum(len(w) for w in summary.written.values())} files to {args.out}")
     return 1 if summary.failed else 0

@@ -21,6 +21,7 @@ from torchssc.data.dataset import normalize_rgb
 from torchssc.geometry import FINE_SHAPE, FINE_VOXEL, NYU_INTRINSICS, Intrinsics, check_pose, voxel_origin_for_pose
 from torchssc.io.depthbin import decode_depth, read_bin, read_png16
 from torchssc.io.prepared import read_prior, read_rgb
+from torchssc.predict.observation import observation_visibility
 from torchssc.prepare.downsample import downsample_mean
 from torchssc.prepare.mapping import voxel_pixel_mapping
 from torchssc.prepare.tsdf import compute_tsdf, depth_hits
@@ -199,6 +200,8 @@ def frame_batch(
             prior) or None. fine: also compute SSCNet's flipped fine TSDF.
     Returns:
         ``tsdf (1, 1, 60, 36, 60)``, ``mapping (1, 129600)`` (built from the depth),
+        ``visibility (1, 60, 36, 60) int64`` (``geometry.VIS_*`` codes of the depth's TSDF, what
+        :func:`torchssc.predict.observation.apply_observation` reads),
         ``depth (1, 1, H, W)``, ``pose``, ``origin``, ``intrinsics``, and ``rgb (1, 3, H, W)`` /
         ``prior (1, H, W)`` / ``tsdf_fine`` when available.
     """
@@ -207,9 +210,11 @@ def frame_batch(
     fine_tsdf = compute_tsdf(depth, pose, origin, intrinsics=intrinsics, hits=hits)
     tsdf = downsample_mean(fine_tsdf.distance)
     mapping = voxel_pixel_mapping(depth, pose, origin, intrinsics=intrinsics, hits=hits)
+    visibility = observation_visibility(fine_tsdf.state)
     batch = {
         "tsdf": torch.from_numpy(np.ascontiguousarray(tsdf, dtype=np.float32))[None, None],
         "mapping": torch.from_numpy(mapping.astype(np.int64))[None],
+        "visibility": torch.from_numpy(visibility.astype(np.int64))[None],
         "depth": torch.from_numpy(depth)[None, None],
         "pose": torch.from_numpy(np.asarray(pose, dtype=np.float32))[None],
         "origin": torch.from_numpy(np.asarray(origin, dtype=np.float32))[None],
@@ -226,8 +231,10 @@ def frame_batch(
 
 @torch.no_grad()
 def predict_labels(model: nn.Module, batch: dict, *, seed: int = 0) -> np.ndarray:
-    """Argmax labels ``(D, H, W) uint8`` of a batch of one, reproducible given ``seed``."""
-    device = next(model.parameters()).device
+    """Argmax labels ``(D, H, W) uint8`` of a batch of one, reproducible given ``seed``
+    (the model's raw output: :func:`torchssc.predict.observation.apply_observation` masks it)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    device = tensors[0].device if tensors else torch.device("cpu")  # a model without tensors: CPU
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     if hasattr(model, "seed"):
         model.seed = int(seed)

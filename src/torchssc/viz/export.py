@@ -144,7 +144,7 @@ def export_scene(
     if "html" in formats:
         path = out_dir / f"{name}.html"
         write_html(path, {_title(tag, v, len(volumes)): v.labels for tag, v in volumes}, title=f"torchssc: {name}",
-                   voxel=volumes[0][1].voxel, origin=origin, spec=spec)
+                   voxel=volumes[0][1].voxel, origin=origin, spec=spec, pose=pose)
         written.append(path)
     return written
 

@@ -1,5 +1,8 @@
 """A standalone interactive viewer: one self-contained HTML file, hand-written WebGL, no downloads.
 
+Voxels labelled 255 (unknown: outside the room, or not seen by the camera, docs/predict.md) are
+not drawn and not a class of the legend; the info line counts them.
+
 The file embeds, per volume, every occupied voxel as base64 of 8-byte little-endian records
 ``(a: u16, b: u16, c: u16, label: u8, faces: u8)``: grid index (axes X, Z up, Y), label 1..11,
 and a bit mask of the faces visible with every class shown (bit ``2k + s``, world axis ``k`` =
@@ -9,7 +12,11 @@ classes are toggled or cut away (so hiding the ceiling opens the walls' tops), s
 direction like the PNG renders, and offers orbit (drag), pan (right- or shift-drag), zoom
 (wheel), a class legend whose entries toggle classes (ceiling starts hidden, so the room's
 inside shows from above), a height cut, and a switch between volumes (e.g. ground truth and
-prediction). No script, style or font is loaded from anywhere.
+prediction). The first view (and double-click's) stands behind the frame's camera and looks along
+its optical axis (:func:`torchssc.viz.camera.viewer_view`). No script, style or font is loaded
+from anywhere. When its script has run, the page marks its root element
+``data-viewer="drawn"`` (``"no-webgl"`` without WebGL) and an uncaught error as
+``data-viewer-error``, so a headless browser can tell (tests/viz/test_viz_browser.py).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from torchssc.datasets import DatasetSpec, get_dataset_spec
+from torchssc.geometry import IGNORE_LABEL
 from torchssc.io.atomic import write_bytes_atomic
+from torchssc.viz.camera import viewer_view
 from torchssc.viz.mesh import exposed_faces
 from torchssc.viz.labels import check_labels, default_voxel, occupied
 from torchssc.viz.rays import FACE_SHADE
@@ -70,6 +79,7 @@ def viewer_html(
     voxel: float | None = None,
     origin: Sequence[float] | None = None,
     spec: DatasetSpec | str = "nyu",
+    pose: np.ndarray | None = None,
 ) -> str:
     """The viewer page as a string.
 
@@ -78,8 +88,11 @@ def viewer_html(
             time with buttons to switch, in order).
         title: page title.
         voxel: voxel edge (m) of the first volume (others are scaled to the same box).
-        origin: ``(3,)`` world corner, shown in the page's info line only.
+        origin: ``(3,)`` world corner, shown in the page's info line and, with ``pose``, placing
+            the first view.
         spec: the dataset (:mod:`torchssc.datasets`): class names and colours of the legend.
+        pose: ``(4, 4)`` camera-to-world of the frame: the first view stands behind that camera
+            (:func:`~torchssc.viz.camera.viewer_view`; without it, NYU's usual camera is assumed).
     """
     spec = get_dataset_spec(spec)
     if isinstance(volumes, np.ndarray):
@@ -94,7 +107,8 @@ def viewer_html(
         vol = check_labels(vol, name, spec.num_classes)
         rec, text = encode_voxels(vol)
         scale = (box / np.array([vol.shape[0], vol.shape[2], vol.shape[1]])).tolist()  # metres per voxel, x y z
-        entries.append({"name": str(name), "shape": list(vol.shape), "scale": scale, "count": int(len(rec)), "data": text})
+        entries.append({"name": str(name), "shape": list(vol.shape), "scale": scale, "count": int(len(rec)),
+                        "unknown": int((vol == IGNORE_LABEL).sum()), "data": text})
     data = {
         "title": title,
         "box": box.tolist(),
@@ -103,6 +117,7 @@ def viewer_html(
         "palette": [list(c) for c in spec.palette],
         "shade": FACE_SHADE[[0, 1, 4, 5, 2, 3]].tolist(),  # per world-axis face code (x+, x-, y+, y-, z+, z-)
         "volumes": entries,
+        "view": viewer_view(box, pose, origin).orbit(),
     }
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e")
     return _TEMPLATE.replace("@TITLE@", html_lib.escape(title)).replace("@DATA@", payload)
@@ -116,9 +131,11 @@ def write_html(
     voxel: float | None = None,
     origin: Sequence[float] | None = None,
     spec: DatasetSpec | str = "nyu",
+    pose: np.ndarray | None = None,
 ) -> None:
     """Write :func:`viewer_html` to ``path`` atomically (UTF-8)."""
-    write_bytes_atomic(path, viewer_html(volumes, title=title, voxel=voxel, origin=origin, spec=spec).encode("utf-8"))
+    page = viewer_html(volumes, title=title, voxel=voxel, origin=origin, spec=spec, pose=pose)
+    write_bytes_atomic(path, page.encode("utf-8"))
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
@@ -151,6 +168,9 @@ _TEMPLATE = r"""<!DOCTYPE html>
   <div id="help">drag: orbit &middot; right/shift-drag: pan &middot; wheel: zoom &middot; double-click: reset</div>
 </div>
 <div id="msg"></div>
+<script>
+window.addEventListener("error", function (e) { document.documentElement.setAttribute("data-viewer-error", String(e.message)); });
+</script>
 <script type="application/json" id="data">@DATA@</script>
 <script>
 "use strict";
@@ -284,6 +304,7 @@ function upload() {
   const vol = DATA.volumes[current];
   document.getElementById("info").textContent =
     vol.name + ": " + vol.shape.join("x") + " grid, " + geom.faces + " faces shown" +
+    (vol.unknown ? ", " + vol.unknown + " voxels unknown (not seen: not drawn)" : "") +
     (DATA.origin ? ", origin (" + DATA.origin.map(x => x.toFixed(2)).join(", ") + ") m" : "");
   msg.textContent = vol.count === 0 ? "No occupied voxels in this volume." : (gl ? "" : msg.textContent);
   if (!gl) return;
@@ -292,10 +313,9 @@ function upload() {
   draw();
 }
 
-const centre = [DATA.box[0] / 2, DATA.box[1] / 2, DATA.box[2] / 2];
-const radius = Math.hypot(DATA.box[0], DATA.box[1], DATA.box[2]) / 2;
 let cam;
-function reset() { cam = { yaw: -2.1, pitch: 0.75, dist: radius * 2.6, target: centre.slice() }; }
+// first view: behind the frame's camera, along its optical axis (torchssc.viz.camera.viewer_view)
+function reset() { const v = DATA.view; cam = { yaw: v.yaw, pitch: v.pitch, dist: v.dist, target: v.target.slice() }; }
 reset();
 
 function draw() {
@@ -370,6 +390,7 @@ if (DATA.volumes.length > 1) {
   vbar.children[0].className = "on";
 }
 upload();
+document.documentElement.setAttribute("data-viewer", gl ? "drawn" : "no-webgl");
 </script>
 </body>
 </html>
