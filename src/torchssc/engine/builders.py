@@ -149,8 +149,8 @@ def build_training_transform(cfg: dict, inputs: Mapping[str, str], *, rank: int 
     (:class:`torchssc.data.augment.TrainingTransform`), or ``None`` when both are off.
 
     ``inputs``: the run's ``{key: who reads it}`` (:func:`run_inputs`). ``ValueError`` for flips
-    when the model or loss reads the camera, and for the free space when the loss does not read
-    ``label_weight`` (the option works through it)."""
+    when the model or loss reads the camera, and for the free space when the loss declares targets
+    without ``label_weight`` (the option works through it)."""
     from torchssc.data.augment import TrainingTransform, check_flip_inputs
 
     t = cfg["train"]
@@ -158,9 +158,10 @@ def build_training_transform(cfg: dict, inputs: Mapping[str, str], *, rank: int 
         return None
     if t["flip"]:
         check_flip_inputs(inputs)
-    if t["free_space_empty"] and "label_weight" not in loss_targets(cfg["loss"]["name"]):
+    targets = loss_targets(cfg["loss"]["name"])  # none declared: the base keys, label_weight among them
+    if t["free_space_empty"] and targets and "label_weight" not in targets:
         raise ValueError(f"train.free_space_empty: loss {cfg['loss']['name']!r} does not read label_weight "
-                         f"(it reads {list(loss_targets(cfg['loss']['name']))}), through which the option supervises "
+                         f"(it reads {list(targets)}), through which the option supervises "
                          f"the observed free space")
     spec = dataset_spec(cfg)
     return TrainingTransform(grid=tuple(spec.grid), flip=t["flip"], free_space=t["free_space_empty"], seed=t["seed"],
