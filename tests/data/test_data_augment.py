@@ -32,6 +32,7 @@ from torchssc.geometry import Intrinsics
 from torchssc.io.prepared import BASE_KEYS, FORKNET_GRID, OPTIONAL_KEYS, frame_paths, write_frame
 from torchssc.models.lifting import lift_and_fill, lift_labels
 from torchssc.prepare.pipeline import prepare_frame
+from torchssc.prepare.sketch import sketch_from_labels
 
 FLIPS = [(False, False), (True, False), (False, True), (True, True)]  # (along X, along Y)
 
@@ -132,6 +133,14 @@ def test_flipped_batch_equals_the_batch_of_the_flipped_scene(tmp_path, toy_spec)
     for key in ("rgb", "prior", "depth"):
         assert torch.equal(flipped[key], original[key])
     assert torch.equal(original["tsdf"], default_collate([data[0]] * 4)["tsdf"])  # the input is not changed
+
+
+def test_the_mirrored_sketch_is_the_sketch_of_the_mirrored_labels(toy_spec):
+    """Why ``sketch_gt`` is flipped rather than recomputed: the sketch's derivative kernels change
+    sign under a mirror, its smoothing and box kernels do not, and only "non-zero" counts."""
+    label = toy_frame(toy_spec, seed=2).label
+    for fx, fy in FLIPS[1:]:
+        assert np.array_equal(sketch_from_labels(_flip3(label, fx, fy)), _flip3(sketch_from_labels(label), fx, fy))
 
 
 def _mirror_batch(volume: torch.Tensor, flips) -> torch.Tensor:
