@@ -141,7 +141,7 @@ def flip_batch(batch: dict, flips: torch.Tensor | np.ndarray, grid: tuple[int, i
         ValueError: a tensor key without a rule, a volume that is not one, a mapping or ``flips``
             of the wrong shape.
     """
-    flips = torch.as_tensor(np.asarray(flips), dtype=torch.bool)
+    flips = flips.detach().cpu().bool() if torch.is_tensor(flips) else torch.as_tensor(np.asarray(flips, dtype=bool))
     unknown = sorted(k for k, v in batch.items() if torch.is_tensor(v) and k not in FLIP_RULES)
     if unknown:
         raise ValueError(f"flip: no rule for batch key(s) {unknown}: add each to torchssc.data.augment.FLIP_RULES "
