@@ -94,6 +94,8 @@ DEFAULTS: dict[str, Any] = {
         "progress": True,  # tqdm bar on rank 0
         "compile": False,  # torch.compile the training forward (docs/gpu.md); checkpoints stay the eager model's
         "channels_last": False,  # 3D/2D conv weights in channels-last memory format (docs/gpu.md)
+        "flip": False,  # random flips along the two horizontal axes, per training sample (docs/training.md)
+        "free_space_empty": False,  # the observed free space supervised as empty (docs/training.md)
     },
     "eval": {
         "protocol": "torchssc",  # torchssc | sscnet | all (docs/evaluation.md)
@@ -220,7 +222,7 @@ def _set_dotted(cfg: dict, dotted: str, value: Any, source: str) -> None:
 
 
 BOOLEANS = ("data.check", "optim.nesterov", "train.deterministic", "train.progress", "train.compile",
-            "train.channels_last")
+            "train.channels_last", "train.flip", "train.free_space_empty")
 """Keys that take ``true`` or ``false`` (not 0/1, not a string)."""
 
 POSITIVE_INTS = ("train.epochs", "train.global_batch", "train.ckpt_every", "train.log_every", "eval.batch_size")

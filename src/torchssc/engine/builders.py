@@ -143,6 +143,31 @@ def build_dataset(cfg: dict, split: str | Sequence[str], keys: Iterable[str] | M
     return SSCDataset(_root(cfg), split, keys=keys, spec=dataset_spec(cfg))
 
 
+def build_training_transform(cfg: dict, inputs: Mapping[str, str], *, rank: int = 0,
+                             world_size: int = 1) -> Callable[[dict, int], dict] | None:
+    """The training batches' transform of ``train.flip`` / ``train.free_space_empty``
+    (:class:`torchssc.data.augment.TrainingTransform`), or ``None`` when both are off.
+
+    ``inputs``: the run's ``{key: who reads it}`` (:func:`run_inputs`). ``ValueError`` for flips
+    when the model or loss reads the camera, and for the free space when the loss declares targets
+    without ``label_weight`` (the option works through it)."""
+    from torchssc.data.augment import TrainingTransform, check_flip_inputs
+
+    t = cfg["train"]
+    if not (t["flip"] or t["free_space_empty"]):
+        return None
+    if t["flip"]:
+        check_flip_inputs(inputs)
+    targets = loss_targets(cfg["loss"]["name"])  # none declared: the base keys, label_weight among them
+    if t["free_space_empty"] and targets and "label_weight" not in targets:
+        raise ValueError(f"train.free_space_empty: loss {cfg['loss']['name']!r} does not read label_weight "
+                         f"(it reads {list(targets)}), through which the option supervises "
+                         f"the observed free space")
+    spec = dataset_spec(cfg)
+    return TrainingTransform(grid=tuple(spec.grid), flip=t["flip"], free_space=t["free_space_empty"], seed=t["seed"],
+                             ignore_id=spec.ignore_id, rank=rank, world_size=world_size)
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters split into ``[{"params": decayed, "weight_decay": wd},
     {"params": rest, "weight_decay": 0}]`` (empty groups dropped).

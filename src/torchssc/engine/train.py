@@ -52,6 +52,7 @@ from torchssc.engine.builders import (
     build_model,
     build_optimizer,
     build_scheduler,
+    build_training_transform,
     resolve_iters_per_epoch,
     run_inputs,
     split_train_val,
@@ -114,6 +115,7 @@ class EpochContext:
     epochs: int = 1
     last_good: Path | None = None  # named in the non-finite loss message
     step: Any = None  # a loss's own training step (``loss.training_step``: AMMNet's adversarial step), or None
+    transform: Any = None  # train.flip / train.free_space_empty (data/augment.py): (batch, iteration) -> batch, or None
 
 
 def autocast(amp: str, device: torch.device):
@@ -217,6 +219,8 @@ def train_one_epoch(
     lr = optimizer.param_groups[0]["lr"]
     for batch in loader:
         batch = move_to_device(batch, ctx.device)
+        if ctx.transform is not None:  # flips, free space: training only (docs/training.md)
+            batch = ctx.transform(batch, iteration)
         extra = ctx.step.discriminator_step(batch) if ctx.step is not None else {}  # AMMNet: its D update first
         with autocast(ctx.amp, ctx.device):
             outputs = model(batch)
@@ -276,6 +280,7 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     if run_inputs(cfg, model) != inputs:  # this instance reads other keys (its kwargs chose them)
         inputs = run_inputs(cfg, model)
         train_set = build_dataset(cfg, train_split, inputs)
+    transform = build_training_transform(cfg, inputs, rank=info.rank, world_size=info.world_size)
     iters_per_epoch = resolve_iters_per_epoch(cfg, len(train_set))
     total_iters = t["epochs"] * iters_per_epoch
     stop_at = min(total_iters, t["max_iters"] or total_iters)
@@ -320,7 +325,7 @@ def _train(cfg: dict, info: DistInfo, resume: bool | str | Path) -> dict:
     log = RunLog(out, iteration=iteration, enabled=info.is_main)
     ctx = EpochContext(device=info.device, amp=t["amp"], global_batch=t["global_batch"], log_every=t["log_every"],
                        is_main=info.is_main, progress=t["progress"], log=log, epochs=t["epochs"], last_good=ckpt_file,
-                       step=step)
+                       step=step, transform=transform)
     if info.is_main:
         logger.info("training %s: %d process(es), global batch %d, %d iterations/epoch, %d epochs, stop at "
                     "iteration %d%s -> %s", cfg["model"]["name"], info.world_size, t["global_batch"], iters_per_epoch,
