@@ -4,7 +4,9 @@ Without NAME: one row per entry of the registry (the package's ``zoo/weights.yam
 ``$TORCHSSC_WEIGHTS_REGISTRY``): name, model, dataset, the inputs it needs, its test figures
 (SC IoU / SSC mIoU, protocol, split, how the checkpoint was chosen), size, sha256 (short) and
 where the file comes from. With NAME: that entry in full; ``--download`` also fetches and checks
-its file (``$TORCHSSC_HOME/weights``) and prints its path.
+its file (``$TORCHSSC_HOME/weights``) and prints its path. ``--pack CHECKPOINT --out FILE
+[--half]`` writes the zoo file of a training checkpoint (weights and recipe only) and prints the
+registry's ``size`` and ``sha256`` lines for it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true",
                         help="with NAME: download (or find in the cache) and check its file, print its path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar while downloading")
+    parser.add_argument("--pack", metavar="CHECKPOINT", default=None,
+                        help="write the zoo file of a training checkpoint (weights and recipe only) to --out")
+    parser.add_argument("--out", metavar="FILE", default=None, help="with --pack: the zoo file to write")
+    parser.add_argument("--half", action="store_true", help="with --pack: store the weights as float16")
 
 
 def _size(n: int) -> str:
@@ -64,9 +70,22 @@ def describe(entry) -> str:
     return "\n".join(lines)
 
 
+def pack(args: argparse.Namespace) -> int:
+    """``--pack CHECKPOINT --out FILE [--half]``: write the file, print its registry lines."""
+    from torchssc.zoo.pack import pack_weights
+
+    if args.out is None or args.name is not None or args.download:
+        raise ValueError("--pack CHECKPOINT needs --out FILE, and no NAME or --download")
+    size, digest = pack_weights(args.pack, args.out, half=args.half)
+    print(f"wrote {args.out}\nsize: {size}\nsha256: {digest}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from torchssc.zoo import find_entry, load_registry, registry_files, resolve_weights
 
+    if args.pack is not None:
+        return pack(args)
     registry = load_registry()
     if args.name is None:
         if args.download:
