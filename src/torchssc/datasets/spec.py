@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from torchssc.io.yaml_file import read_yaml_file
 
 LAYOUTS = ("torchssc", "edgenet", "nyucad_torchssc", "scans")
 """File layouts a spec may name (docs/datasets.md#layouts): ``torchssc`` is the prepared
@@ -245,14 +246,7 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> DatasetSpec:
 
 def read_spec(path: str | os.PathLike) -> DatasetSpec:
     """Read and validate one spec YAML file (errors name the file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such dataset spec file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    return spec_from_dict(data, str(path))
+    return spec_from_dict(read_yaml_file(path, "dataset spec"), str(Path(path)))
 
 
 # ------------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+
+from torchssc.io.yaml_file import read_yaml_file
 
 REGISTRY_ENV = "TORCHSSC_WEIGHTS_REGISTRY"
 """Environment variable: extra registry YAML files (``os.pathsep``-separated) added to the package's."""
@@ -146,12 +147,7 @@ def parse_entry(path: Path, name: str, raw: Any) -> WeightsEntry:
 def read_registry(path: str | os.PathLike) -> dict[str, WeightsEntry]:
     """The entries of one registry file, in file order (an empty or comment-only file has none)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights registry file")
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    loaded = read_yaml_file(path, "weights registry")
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
