@@ -34,6 +34,7 @@ SMALL: dict[str, tuple[dict, str]] = {
     "sketch_aware_ssc_tsdf": (dict(SKETCH_SMALL), "sketch_tsdf"),
     "sketch_aware_ssc_tsdf_lite": ({"width": 8}, "sketch_tsdf"),
     "unet3d_prior": ({"channels": (4, 8, 8)}, "sketch_prior"),
+    "unet3d": ({"channels": (4, 8, 8)}, "sketch_tsdf"),
     "sscnet": ({}, "sscnet"),
     "ddrnet": ({"grid_shape": (16, 8, 16), "voxel_size": 0.3}, "rgbd_4"),
     "aicnet": ({"grid_shape": (16, 8, 16), "voxel_size": 0.3}, "rgbd_4"),

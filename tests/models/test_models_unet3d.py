@@ -39,6 +39,24 @@ def test_registered_and_parameter_count():
     assert count_parameters(model) == count_parameters(model, trainable=False) == 1_950_316  # docs/model.md
 
 
+def test_tsdf_only_variant():
+    """``unet3d``: the same network on the TSDF alone, declared so (the zoo's TSDF-only entry)."""
+    from torchssc.models import model_inputs
+
+    with torch.device("meta"):
+        model = get_model("unet3d")
+    assert model_inputs("unet3d") == ("tsdf",) and model.required_keys() == ("tsdf",)
+    assert count_parameters(model) == 1_950_316 - 14 * 32 * 27 == 1_938_220  # docs/model.md
+    torch.manual_seed(0)
+    tiny = get_model("unet3d", **TINY).eval()
+    batch = _batch()
+    out = tiny({"tsdf": batch["tsdf"]})["semantic"]
+    assert out.shape == (2, 12, *GRID)
+    assert torch.equal(out, tiny(batch)["semantic"])  # the prior and mapping are not read
+    with pytest.raises(ValueError, match="unet3d reads the TSDF alone"):
+        get_model("unet3d", prior_classes=14)
+
+
 def test_three_levels_dilated_convs_and_skips():
     model = get_model("unet3d_prior")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d) and m.kernel_size == (3, 3, 3)]

@@ -127,4 +127,15 @@ def unet3d_prior(**kwargs: Any) -> UNet3D:
     return UNet3D(**kwargs)
 
 
-__all__ = ["UNet3D", "conv3_bn_relu", "unet3d_prior", "up_bn_relu"]
+@register_model("unet3d", inputs=("tsdf",), from_spec=spec_classes)
+def unet3d(**kwargs: Any) -> UNet3D:
+    """The plain 3D U-Net on the TSDF alone (:class:`UNet3D` with ``prior_classes=0``): for frames
+    with no 2D prior, such as a depth frame of your own. 1,938,220 trainable parameters at the
+    defaults. Train it with the ``class_weighted_ce`` loss (configs/unet3d_nyu_cpu.yaml)."""
+    kwargs.setdefault("prior_classes", 0)
+    if kwargs["prior_classes"]:
+        raise ValueError("unet3d reads the TSDF alone (prior_classes=0); use unet3d_prior for a 2D prior")
+    return UNet3D(**kwargs)
+
+
+__all__ = ["UNet3D", "conv3_bn_relu", "unet3d", "unet3d_prior", "up_bn_relu"]
