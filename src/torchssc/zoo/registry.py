@@ -199,8 +199,9 @@ def entry_config(entry: WeightsEntry, overrides: list[str] | tuple[str, ...] = (
 
 
 def entry_inputs(entry: WeightsEntry) -> tuple[str, ...]:
-    """The batch keys the entry's model reads: the declared inputs of the model its recipe builds
-    (built on the meta device: shapes only, no memory)."""
+    """The batch keys the entry's model reads at inference: the declared inputs of the model its
+    recipe builds, in eval mode (training-only targets such as SketchAwareSSC's ``sketch_gt`` are
+    not asked of a user; built on the meta device: shapes only, no memory)."""
     import torch
 
     from torchssc.engine.builders import build_model
@@ -208,5 +209,5 @@ def entry_inputs(entry: WeightsEntry) -> tuple[str, ...]:
 
     cfg = entry_config(entry)
     with torch.device("meta"):
-        model = build_model(cfg)
+        model = build_model(cfg).eval()
     return model_inputs(cfg["model"]["name"], model)
